@@ -1,0 +1,49 @@
+"""rae_xla: TPU-first RAE (Diffusion Transformers with Representation Autoencoders).
+
+Pins are the set verified to co-install on Python 3.11 x86_64 (../shared/docs/tested-versions.txt):
+torch_xla 2.9.0 is built against torch 2.9.0 exactly, and declares no torch pin itself, so we pin both.
+"""
+import setuptools
+
+TORCH = ["torch==2.9.0", "torchvision==0.24.0"]
+# torch_xla wheels exist for Linux x86_64 only; elsewhere (a Mac laptop) the CPU backend still works.
+XLA = ['torch_xla==2.9.0; platform_system == "Linux" and platform_machine == "x86_64"']
+
+setuptools.setup(
+    name="rae_xla",
+    version="0.1.0",
+    description="Diffusion Transformers with Representation Autoencoders on TPU (torch_xla SPMD) and GPU",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["rae_xla", "rae_xla.*"]),
+    install_requires=TORCH + XLA + [
+        "transformers==5.24.0",
+        "timm==1.0.31",
+        "lpips==0.1.4",
+        "ml-collections==1.1.0",
+        "absl-py==2.5.1",
+        # tensorflow-datasets is used WITHOUT TensorFlow (ArrayRecord data sources only). It imports
+        # importlib_resources, dm-tree, etc. without declaring all of them (ECOSYSTEM.md §3).
+        "tensorflow-datasets==4.9.10",
+        "importlib_resources",
+        "dm-tree",
+        "immutabledict",
+        "promise",
+        "simple-parsing",
+        "tensorflow-metadata",
+        "toml",
+        "array-record==0.8.6",
+        "gcsfs==2026.10.1",
+        "etils[epath]==1.15.0",
+        "numpy==2.4.6",
+        "pillow==13.0.0",
+        "scipy==1.17.1",
+        "tensorboard==2.21.0",
+        "safetensors==0.8.0",
+        "psutil",
+    ],
+    extras_require={
+        # On a TPU VM: pip install -e '.[tpu]' pulls libtpu matching torch_xla 2.9.0.
+        "tpu": ["torch_xla[tpu]==2.9.0"],
+        "test": ["pytest==9.2.0", "gcp-storage-emulator==2026.7.19"],
+    },
+)
