@@ -1,0 +1,16 @@
+"""Stage-2 flow matching: path and loss, training times with the dimension shift, samplers, guidance.
+
+Pure tensor functions: nothing here imports torch_xla or names a device (DESIGN.md).
+"""
+from rae_xla.flow.cost import sampling_cost
+from rae_xla.flow.guidance import Guidance, GuidedVelocity, parse_guidance
+from rae_xla.flow.path import flow_matching_loss, interpolate
+from rae_xla.flow.samplers import METHODS, diffusion_coefficient, sample
+from rae_xla.flow.schedule import (sample_training_time, sampling_grid, shift_time, time_shift_alpha,
+                                   training_time_from_uniform)
+
+__all__ = [
+    "Guidance", "GuidedVelocity", "METHODS", "diffusion_coefficient", "flow_matching_loss", "interpolate",
+    "parse_guidance", "sample", "sample_training_time", "sampling_cost", "sampling_grid", "shift_time",
+    "time_shift_alpha", "training_time_from_uniform",
+]
