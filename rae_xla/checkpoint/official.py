@@ -1,0 +1,109 @@
+"""Load the released RAE files into our models, strictly (REFERENCE.md §2.4, §3.5, §1.4, §11.9).
+
+- decoder `model.pt`: a raw `GeneralDecoder` state dict -> `load_decoder(decoder, src)`
+- stage-2 `stage2_model.pt`: raw, or `{'ema': ...}` (a training checkpoint) -> `load_stage2(model, src)`
+- `stat.pt`: `{'var': (C,H,W)[, 'mean': (C,H,W)]}` -> `load_stats(src)`
+
+`src` is a local path, a `gs://` path (read through etils.epath) or an already-loaded dict. A file that does
+not match the model is an error listing the missing, unexpected and wrongly shaped keys; the official
+decoder loader's silent `strict=False` (a training checkpoint then leaves the decoder random) is not copied.
+"""
+import io
+from collections.abc import Mapping
+
+import torch
+from etils import epath
+from torch import nn
+
+# Wrapper prefixes that torch.compile / DDP add to every key; the official extract_decoder strips them too.
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+MAX_LISTED = 12
+
+
+class CheckpointMismatchError(ValueError):
+    """A released file does not fit the model; the message lists what differs and how to fix it."""
+
+
+def read_checkpoint(src) -> dict:
+    """A dict as-is, else torch.load(weights_only=True) of a local or gs:// file, with a clear error."""
+    if isinstance(src, Mapping):
+        return dict(src)
+    path = epath.Path(src)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {src!r} does not exist.")
+    try:
+        return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception as err:                                       # zip/pickle errors have many types
+        raise CheckpointMismatchError(f"cannot read checkpoint {src!r}: truncated, corrupt or not a torch file "
+                                      f"({type(err).__name__}: {err}). Re-download it.") from err
+
+
+def load_stage2(model: nn.Module, src) -> nn.Module:
+    """Load `stage2_model.pt` (raw state dict, or a dict with an 'ema' entry, which is used) into `model`."""
+    state = read_checkpoint(src)
+    if "ema" in state and isinstance(state["ema"], Mapping):
+        state = state["ema"]
+    elif "model" in state and isinstance(state["model"], Mapping):
+        raise CheckpointMismatchError(f"{_name(src)} holds 'model' but no 'ema' weights; the official loader "
+                                      "refuses this too. Pass state['model'] explicitly if you want the raw weights.")
+    load_strict(model, _strip_wrappers(state), what=f"stage-2 checkpoint {_name(src)}")
+    return model
+
+
+def load_decoder(decoder: nn.Module, src) -> nn.Module:
+    """Load a released decoder `model.pt` (a raw decoder state dict) into `decoder`, strictly."""
+    state = read_checkpoint(src)
+    for wrapper in ("model", "ema"):
+        if wrapper in state and isinstance(state[wrapper], Mapping):
+            raise CheckpointMismatchError(
+                f"{_name(src)} is a stage-1 training checkpoint (has {wrapper!r}), not a raw decoder state dict. "
+                "Extract the decoder first: keys 'decoder.*' of state['ema'] (or ['model']) without the prefix.")
+    load_strict(decoder, _strip_wrappers(state), what=f"decoder checkpoint {_name(src)}")
+    return decoder
+
+
+def load_stats(src) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """`stat.pt` -> (mean or None, var). The released DINOv2-B stats have no mean (issue #33): variance only."""
+    stats = read_checkpoint(src)
+    unknown = set(stats) - {"mean", "var"}
+    if "var" not in stats or unknown:
+        raise CheckpointMismatchError(f"latent stats {_name(src)} must hold 'var' and optionally 'mean'; "
+                                      f"found keys {sorted(stats)}.")
+    mean = stats.get("mean")  # absent mean is the released DINOv2-B format, not a hidden default
+    return (None if mean is None else mean.float()), stats["var"].float()
+
+
+def load_strict(module: nn.Module, state: Mapping, what: str) -> None:
+    """module.load_state_dict(state, strict=True) after a comparison that names every difference."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+              for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or shapes:
+        lines = [f"{what} does not match {type(module).__name__} ({len(state)} keys in file, {len(expected)} in "
+                 "model). Check the model preset / config against the file."]
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if items:
+                listed = ", ".join(items[:MAX_LISTED]) + (f", ... (+{len(items) - MAX_LISTED})"
+                                                          if len(items) > MAX_LISTED else "")
+                lines.append(f"  {label} ({len(items)}): {listed}")
+        raise CheckpointMismatchError("\n".join(lines))
+    module.load_state_dict(state, strict=True)
+
+
+def _strip_wrappers(state: Mapping) -> dict:
+    out = {}
+    for key, value in state.items():
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in WRAPPER_PREFIXES:
+                if key.startswith(prefix):
+                    key, stripped = key[len(prefix):], True
+        out[key] = value
+    return out
+
+
+def _name(src) -> str:
+    return "<state dict>" if isinstance(src, Mapping) else repr(str(src))

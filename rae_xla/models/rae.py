@@ -1,0 +1,101 @@
+"""RAE: frozen encoder + latent statistics + noise augmentation + ViT decoder (REFERENCE.md §1.2-§1.6).
+
+encode: images (B,3,H,W) in [0,1] -> bicubic resize to S (no antialias) -> ImageNet-style normalisation ->
+frozen encoder tokens (B,N,C) -> [+ tau*U(0,1)*eps noise in training] -> (B,C,h,w) -> (z - mean)/sqrt(var+eps).
+decode: the exact inverse of the latent normalisation -> decoder -> unpatchify -> x*std + mean (not clamped).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rae_xla.models.encoders import FrozenEncoder, load_encoder
+from rae_xla.models.vit_decoder import ViTDecoder
+
+
+class RAE(nn.Module):
+    """Args: encoder (FrozenEncoder), decoder (ViTDecoder whose in_channels = encoder width), noise_tau (0.8 for
+    decoder training, 0 for inference), latent_mean (C,h,w)-broadcastable or None (the released DINOv2-B stats
+    have no mean), latent_var likewise or None (no normalisation), eps 1e-5 inside the sqrt (official).
+
+    Statistics and pixel mean/std are non-persistent buffers: they follow `.to(device)` and stay out of the
+    state dict, which then has the official `encoder.*` and `decoder.*` keys only.
+    """
+
+    def __init__(self, encoder: FrozenEncoder, decoder: ViTDecoder, noise_tau: float,
+                 latent_mean: torch.Tensor | None, latent_var: torch.Tensor | None, eps: float = 1e-5):
+        super().__init__()
+        if decoder.decoder_embed.in_features != encoder.hidden_size:
+            raise ValueError(f"decoder expects {decoder.decoder_embed.in_features}-d latents but the encoder gives "
+                             f"{encoder.hidden_size}-d; build the decoder with in_channels={encoder.hidden_size}.")
+        self.encoder, self.decoder = encoder, decoder
+        self.noise_tau, self.eps = noise_tau, eps
+        self.encoder_input_size = encoder.input_size
+        self.latent_shape = (encoder.hidden_size, encoder.grid, encoder.grid)
+        self.register_buffer("pixel_mean", torch.tensor(encoder.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(encoder.image_std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("latent_mean", self._check_stat(latent_mean, "mean"), persistent=False)
+        self.register_buffer("latent_var", self._check_stat(latent_var, "var"), persistent=False)
+
+    def _check_stat(self, stat: torch.Tensor | None, name: str) -> torch.Tensor | None:
+        if stat is None:
+            return None
+        try:
+            torch.broadcast_shapes(stat.shape, (1, *self.latent_shape))
+        except RuntimeError as err:
+            raise ValueError(f"latent {name} of shape {tuple(stat.shape)} does not broadcast to the latent shape "
+                             f"{self.latent_shape}; were the stats computed for this encoder/resolution?") from err
+        return stat.float()
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B,3,H,W) float in [0,1] -> latents (B,C,h,w), normalised with the stats when given."""
+        size = self.encoder_input_size
+        if images.shape[-2:] != (size, size):                       # static shape test, not a tensor value
+            images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+        tokens = self.encoder((images - self.pixel_mean) / self.pixel_std)
+        if self.training and self.noise_tau > 0:
+            sigma = self.noise_tau * torch.rand(tokens.shape[0], 1, 1, device=tokens.device, dtype=tokens.dtype)
+            tokens = tokens + sigma * torch.randn_like(tokens)
+        b, n, c = tokens.shape
+        side = math.isqrt(n)
+        z = tokens.transpose(1, 2).reshape(b, c, side, side)
+        if self.latent_mean is not None:
+            z = z - self.latent_mean
+        if self.latent_var is not None:
+            z = z / torch.sqrt(self.latent_var + self.eps)
+        return z
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents (B,C,h,w) (normalised) -> images (B,3,h*p,w*p), roughly in [0,1], unclamped."""
+        z = latents
+        if self.latent_var is not None:
+            z = z * torch.sqrt(self.latent_var + self.eps)
+        if self.latent_mean is not None:
+            z = z + self.latent_mean
+        tokens = z.flatten(2).transpose(1, 2)
+        pixels = self.decoder.unpatchify(self.decoder(tokens))
+        return pixels * self.pixel_std + self.pixel_mean
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(images))
+
+    @classmethod
+    def from_pretrained(cls, encoder: str, decoder_config: str, decoder_weights=None, stats=None,
+                        encoder_input_size: int = 224, decoder_patch_size: int = 16, noise_tau: float = 0.0,
+                        encoder_kind: str = "dinov2") -> "RAE":
+        """Build the released RAE: `encoder` = HF folder / gs:// / hub id / 'random-tiny'; `decoder_config` =
+        'ViT-B'|'ViT-L'|'ViT-XL' or a released config.json (file or folder); `decoder_weights` = model.pt
+        (path or state dict) or None (random decoder); `stats` = stat.pt (path or dict) or None.
+        Defaults are the released DINOv2-B @256 px setting (224-px encoder input, 16-px decoder patches, tau 0).
+        """
+        from rae_xla.checkpoint.official import load_decoder, load_stats
+
+        enc = load_encoder(encoder_kind, encoder, encoder_input_size)
+        dec = ViTDecoder.from_preset(decoder_config, in_channels=enc.hidden_size, num_patches=enc.grid ** 2,
+                                     patch_size=decoder_patch_size)
+        if decoder_weights is not None:
+            load_decoder(dec, decoder_weights)
+        mean, var = load_stats(stats) if stats is not None else (None, None)
+        return cls(enc, dec, noise_tau=noise_tau, latent_mean=mean, latent_var=var)
