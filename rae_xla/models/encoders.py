@@ -116,7 +116,7 @@ def _random_tiny(kind: str, input_size: int) -> nn.Module:
                                                                              **small))
         if kind == "mae":
             return tf.ViTMAEModel(tf.ViTMAEConfig(patch_size=16, mask_ratio=0.0, **small))
-        return tf.SiglipVisionModel(tf.SiglipVisionConfig(patch_size=16, **small)).vision_model
+        return tf.SiglipVisionModel(tf.SiglipVisionConfig(patch_size=16, **small))
 
 
 def _from_pretrained(kind: str, local: str) -> nn.Module:
@@ -128,9 +128,9 @@ def _from_pretrained(kind: str, local: str) -> nn.Module:
             return tf.ViTMAEForPreTraining.from_pretrained(local).vit if _is_pretraining(local) \
                 else tf.ViTMAEModel.from_pretrained(local)
         config = tf.AutoConfig.from_pretrained(local)
-        if hasattr(config, "vision_config"):
+        if hasattr(config, "vision_config"):                   # a full SigLIP(2) model: keep its vision tower
             return tf.SiglipModel.from_pretrained(local).vision_model
-        return tf.SiglipVisionModel.from_pretrained(local).vision_model
+        return tf.SiglipVisionModel.from_pretrained(local)
     except OSError as err:
         raise OSError(f"cannot load the {kind} encoder from {local!r}: give a local HF folder, a gs:// folder, or "
                       f"a hub id on a machine with network access ({err})") from err
