@@ -101,7 +101,7 @@ def _publish(staged: epath.Path, target: epath.Path, split_names: list[str]) -> 
         _copy_file(f, target / f.name)
     tmp_info = target / f'.dataset_info.json.{uuid.uuid4().hex}'
     tmp_info.write_text(merged_info)
-    tmp_info.rename(target_info)  # atomic on local disk; copy+delete on GCS, the info file is small
+    tmp_info.replace(target_info)  # atomic on local disk; copy+delete on GCS, the info file is small
     return
   if not str(target).startswith('gs://'):
     target.parent.mkdir(parents=True, exist_ok=True)
