@@ -4,6 +4,7 @@ encode: images (B,3,H,W) in [0,1] -> bicubic resize to S (no antialias) -> Image
 frozen encoder tokens (B,N,C) -> [+ tau*U(0,1)*eps noise in training] -> (B,C,h,w) -> (z - mean)/sqrt(var+eps).
 decode: the exact inverse of the latent normalisation -> decoder -> unpatchify -> x*std + mean (not clamped).
 """
+import functools
 import math
 
 import torch
@@ -53,7 +54,7 @@ class RAE(nn.Module):
         """images (B,3,H,W) float in [0,1] -> latents (B,C,h,w), normalised with the stats when given."""
         size = self.encoder_input_size
         if images.shape[-2:] != (size, size):                       # static shape test, not a tensor value
-            images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+            images = resize_bicubic(images, size)
         tokens = self.encoder((images - self.pixel_mean) / self.pixel_std)
         if self.training and self.noise_tau > 0:
             sigma = self.noise_tau * torch.rand(tokens.shape[0], 1, 1, device=tokens.device, dtype=tokens.dtype)
@@ -99,3 +100,22 @@ class RAE(nn.Module):
             load_decoder(dec, decoder_weights)
         mean, var = load_stats(stats) if stats is not None else (None, None)
         return cls(enc, dec, noise_tau=noise_tau, latent_mean=mean, latent_var=var)
+
+
+@functools.lru_cache(maxsize=16)
+def _bicubic_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """(size_out, size_in) matrix M with M @ v == 1-D F.interpolate(v, bicubic, align_corners=False)."""
+    # float32 like the image kernel, so the weights round the same way (float64 weights differ by ~3e-5).
+    eye = torch.eye(size_in).view(size_in, 1, size_in, 1)
+    return F.interpolate(eye, size=(size_out, 1), mode="bicubic", align_corners=False).view(size_in, size_out).T
+
+
+def resize_bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,C,H,W) -> (B,C,size,size), the same numbers as F.interpolate(bicubic, align_corners=False, no antialias).
+
+    Written as two matmuls with fixed matrices (PyTorch's bicubic is separable) because XLA has no lowering for
+    aten::upsample_bicubic2d and would run it on the host (a CPU fallback and a device round trip per call).
+    """
+    rows = _bicubic_matrix(images.shape[-2], size).to(device=images.device, dtype=images.dtype)
+    cols = _bicubic_matrix(images.shape[-1], size).to(device=images.device, dtype=images.dtype)
+    return rows @ images @ cols.T
