@@ -119,7 +119,12 @@ def sample(model, noise, labels, *, method, num_steps, shift, guidance=None,
     if method == "sde" and diffusion_norm < 0:
         raise ValueError(f"diffusion_norm must be ≥ 0 (0 gives the Euler ODE), got {diffusion_norm}.")
     grid = sampling_grid(num_steps, shift)
-    field = GuidedVelocity(model, labels, parse_guidance(guidance, model))
+    spec = parse_guidance(guidance, model)
+    for name, net in (("model", model), ("guidance['model']", spec.model if spec is not None else None)):
+        if getattr(net, "training", False):
+            # DiT label dropout (p = 0.1) is active in train mode and would silently drop classes.
+            raise ValueError(f"{name} is in training mode; call .eval() on it before sampling.")
+    field = GuidedVelocity(model, labels, spec)
     wrap = step_fn_wrapper or (lambda fn: fn)
     if method == "sde":
         step = functools.partial(sde_step, diffusion_form=diffusion_form, diffusion_norm=float(diffusion_norm), generator=generator)

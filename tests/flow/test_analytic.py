@@ -150,6 +150,8 @@ def test_bad_arguments_are_rejected():
         flow.sample(field, z, _labels(2), method="euler", num_steps=3, shift=0.5)
     with pytest.raises(ValueError, match="labels"):
         flow.sample(field, z, _labels(3), method="euler", num_steps=3, shift=1.0)
+    with pytest.raises(ValueError, match="training mode"):
+        flow.sample(torch.nn.Identity(), z, _labels(2), method="euler", num_steps=3, shift=1.0)
     with pytest.raises(ValueError, match="batch dimension"):
         flow.time_shift_alpha((8, 768, 16, 16))
     with pytest.raises(ValueError, match="mu and sigma"):
