@@ -167,6 +167,43 @@ def sample_block(**overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(block)
 
 
+def model_block(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
+  """A stage-2 model: `arch` plus every official keyword argument, from a preset (rae_xla/models/presets.py).
+
+  e.g. model_block('DiTDH-XL') or model_block('DiTDH-XL', input_size=32) for 512 px.
+  """
+  from rae_xla.models import stage2_preset  # Deferred: keeps `import rae_xla.config` light.
+  spec = stage2_preset(preset, **overrides)
+  return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+
+
+def train_block(**overrides: Any) -> ml_collections.ConfigDict:
+  """Stage-2 optimisation, the paper's DiT^DH recipe (REFERENCE §6.1, §8.2) unless overridden."""
+  block = dict(
+      global_batch_size=1024,
+      grad_accum_steps=1,  # k micro-batches of global_batch_size / k; the gradient is the mean over all k.
+      epochs=1400.0,  # The released config; the paper reports 80 and 800 epochs of this schedule.
+      max_steps=0,  # > 0: stop after this many optimizer steps instead of `epochs`.
+      optimizer=dict(betas=(0.9, 0.95), weight_decay=0.0, eps=1e-8),
+      # Official 'linear': base LR held for 40 epochs (warmup_from_zero=False), then linear to 2e-5 at epoch 800.
+      lr_schedule=dict(type="linear", base_lr=2e-4, final_lr=2e-5, warmup_epochs=40.0, decay_end_epoch=800.0,
+                       warmup_from_zero=False, unit="epoch"),
+      clip_grad=1.0,  # <= 0: no clipping (the norm is still logged).
+      ema_decay=0.9995,  # Half-life ~1386 steps.
+      log_every=100,
+      checkpoint_every=5000,
+      keep_checkpoints=3,
+      sample_every=10000,  # 0: no preview grids.
+      num_sample_images=8,
+      init_from="",  # A released stage2_model.pt (local or gs://) to warm-start from.
+      # pos_embed and t_embedder.W: frozen as in the XLA trainer behind the released checkpoints; True = the
+      # official main-branch trainer, which unfreezes them.
+      train_fixed_embeddings=False,
+  )
+  block.update(overrides)
+  return ml_collections.ConfigDict(block)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Validation.
 
@@ -231,11 +268,23 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
     _require(batch >= 1 and accum >= 1, "train.global_batch_size and train.grad_accum_steps must be >= 1")
     _require(batch % accum == 0,
              f"train.global_batch_size={batch} is not divisible by train.grad_accum_steps={accum}")
+    t = config.train
+    _one_of(t.lr_schedule.type, ("constant", "linear", "cosine"), "train.lr_schedule.type")
+    _one_of(t.lr_schedule.unit, ("epoch", "step"), "train.lr_schedule.unit")
+    for field in ("log_every", "checkpoint_every", "keep_checkpoints", "num_sample_images"):
+      _require(t[field] >= 1, f"train.{field}={t[field]} must be >= 1")
+    _require(t.sample_every >= 0, f"train.sample_every={t.sample_every} must be >= 0 (0 = no previews)")
+    _require(t.max_steps > 0 or t.epochs > 0, "set train.epochs > 0 or train.max_steps > 0")
+    _require(0.0 <= t.ema_decay <= 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1]")
+    _require(not t.init_from or t.init_from.startswith("gs://") or os.path.exists(os.path.expanduser(t.init_from)),
+             f"train.init_from={t.init_from!r} does not exist; give a local or gs:// stage2_model.pt, or ''")
     micro = batch // accum
     shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
     _require(micro % shards == 0,
              f"the micro-batch {micro} (train.global_batch_size / grad_accum_steps) is not divisible by the "
              f"{shards} batch shards (mesh data x fsdp, or processes); pick a multiple of {shards}")
+  if "model" in config:
+    _one_of(config.model.arch, ("ditdh", "lightningdit"), "model.arch")
   if "flow" in config:
     _one_of(config.flow.time_dist, ("logit_normal", "uniform"), "flow.time_dist")
     _require(config.flow.sigma > 0, f"flow.sigma={config.flow.sigma} must be > 0")

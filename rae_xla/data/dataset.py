@@ -4,6 +4,7 @@ config.data fields (all required, no defaults; see `validation.validate_data_con
   source ('synthetic'|'tfds'|'folder'), name, data_dir, split, image_size, random_flip, num_workers,
   prefetch_factor, synthetic_num_classes, synthetic_num_images.
 """
+import os
 from typing import Any
 
 from rae_xla.data import sources
@@ -17,10 +18,13 @@ SOURCES = ('synthetic', 'tfds', 'folder')
 def field(data_cfg: Any, key: str) -> Any:
   """config.data[key] for a ConfigDict or a plain dict; a missing field is an error, never a default."""
   try:
-    return data_cfg[key]
+    value = data_cfg[key]
   except (KeyError, AttributeError) as error:
     raise ValueError(f'config.data.{key} is missing; every field of config.data must be set '
                      f'(fields: {", ".join(FIELDS)}).') from error
+  if key == 'data_dir' and not str(value).startswith('gs://'):
+    value = os.path.expanduser(value)  # '~/.cache/...' must not become a folder named '~'.
+  return value
 
 
 def open_source(data_cfg: Any) -> sources.Source:

@@ -32,6 +32,7 @@ class Runtime(abc.ABC):
   process_count: int
   num_devices: int
   mesh_shape: dict[str, int]
+  device_kind: str  # e.g. 'TPU v5p', 'NVIDIA H100 80GB HBM3', 'cpu': picks the peak FLOP/s for MFU.
 
   @property
   def is_main(self) -> bool:
@@ -102,6 +103,10 @@ class Runtime(abc.ABC):
     """Process 0's `value` on every process (single process: `value`)."""
     return value
 
+  def any_process(self, flag: bool) -> bool:
+    """True on every process if `flag` is True on any (a host collective; no device sync)."""
+    return flag
+
   @abc.abstractmethod
   def seed(self, seed: int) -> None:
     """Seeds the device random generator (the host generators are seeded by the trainer)."""
@@ -109,6 +114,11 @@ class Runtime(abc.ABC):
   def compile_stats(self) -> dict[str, Any]:
     """Compile counters: XLA {'graphs', 'compile_seconds'}; empty elsewhere."""
     return {}
+
+  def compile_stats_scalars(self) -> dict[str, float]:
+    """The compile counters worth logging with the metrics (host counters, no device sync)."""
+    stats = self.compile_stats()
+    return {"compiled_graphs": float(stats["graphs"])} if "graphs" in stats else {}
 
   # --- Checkpoint storage (rae_xla/checkpoint/manager.py adds steps, atomicity and retention) ------------------
 

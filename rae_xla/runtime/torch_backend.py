@@ -35,10 +35,12 @@ class TorchRuntime(Runtime):
       local_rank = int(os.environ.get("LOCAL_RANK", "0"))
       torch.cuda.set_device(local_rank)
       self.device = torch.device("cuda", local_rank)
+      self.device_kind = torch.cuda.get_device_name(self.device)
       torch.backends.cuda.matmul.allow_tf32 = True  # The official trainer enables TF32 globally (REFERENCE §6.1).
       torch.backends.cudnn.allow_tf32 = True
     else:
       self.device = torch.device("cpu")
+      self.device_kind = "cpu"
     self.mesh_shape = resolve_mesh(cfg.mesh, self.num_devices)
     self._cfg = cfg
 
@@ -112,6 +114,13 @@ class TorchRuntime(Runtime):
     t = torch.tensor([value], dtype=torch.int64, device=self.device)
     dist.broadcast(t, src=0)
     return int(t.item())
+
+  def any_process(self, flag: bool) -> bool:
+    if not self.distributed:
+      return flag
+    t = torch.tensor([int(flag)], dtype=torch.int64, device=self.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
   def seed(self, seed: int) -> None:
     if self.kind == "cuda":

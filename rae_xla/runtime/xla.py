@@ -6,6 +6,7 @@ a gloo process group over `xla://` when there are several hosts (DCP needs it) -
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -40,6 +41,10 @@ class XlaRuntime(Runtime):
       xr.initialize_cache(cfg.compile_cache_dir, readonly=False)
     xr.use_spmd()
     self.device = torch_xla.device()
+    # Under SPMD `xla:0` is a virtual device with no kind; TPU VMs name their slice in the environment
+    # (e.g. 'v5p-64', 'v6e-8', 'v5litepod-16'), which is what the MFU peak table needs.
+    accelerator = os.environ.get("TPU_ACCELERATOR_TYPE", "")
+    self.device_kind = f"TPU {accelerator}" if accelerator else xr.device_type()
     self.num_devices = xr.global_runtime_device_count()
     self.process_index = xr.process_index()
     self.process_count = xr.process_count()
@@ -125,6 +130,13 @@ class XlaRuntime(Runtime):
     t = torch.tensor([value], dtype=torch.int64)
     dist.broadcast(t, src=0)  # gloo group over xla://, host tensors.
     return int(t.item())
+
+  def any_process(self, flag: bool) -> bool:
+    if self.process_count == 1:
+      return flag
+    t = torch.tensor([int(flag)], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)  # gloo group over xla://, host tensors.
+    return bool(t.item())
 
   def seed(self, seed: int) -> None:
     xm.set_rng_state(seed, device=self.device)

@@ -1,0 +1,61 @@
+"""Sample grids during training: EMA model, fixed noise and labels, the configured sampler, RAE decoder."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+from etils import epath
+from PIL import Image
+from torch import nn
+
+from rae_xla import flow
+
+
+def preview_guidance(sample_cfg, num_classes: int):
+    """The `flow.sample` guidance dict for training previews (CFG only: autoguidance needs a second model and
+    belongs to the sampling job); None when off."""
+    g = sample_cfg.guidance
+    if g.method == "none" or g.scale <= 1.0:
+        return None
+    if g.method != "cfg":
+        return None
+    return dict(method="cfg", scale=g.scale, t_min=g.t_min, t_max=g.t_max, null_label=num_classes)
+
+
+def preview_inputs(seed: int, count: int, latent_shape, num_classes: int) -> dict[str, torch.Tensor]:
+    """Fixed host noise (count, C, h, w) and labels 0, 1, ... (mod num_classes): the same at every preview."""
+    g = torch.Generator().manual_seed(seed + 7919)
+    return {"noise": torch.randn((count, *latent_shape), generator=g),
+            "label": torch.arange(count, dtype=torch.int64) % num_classes}
+
+
+@torch.no_grad()
+def sample_images(runtime, model: nn.Module, decode, inputs: dict[str, torch.Tensor], *, sample_cfg, alpha: float,
+                  num_classes: int) -> np.ndarray:
+    """Samples latents from `inputs` (device tensors) and decodes them; returns uint8 (N, H, W, 3) on the host.
+
+    Pixels are clamped to [0, 1] and truncated to uint8 as the official sampling scripts do.
+    """
+    latents = flow.sample(model, inputs["noise"], inputs["label"], method=sample_cfg.method,
+                          num_steps=sample_cfg.num_steps, shift=alpha,
+                          guidance=preview_guidance(sample_cfg, num_classes),
+                          step_fn_wrapper=lambda fn: runtime.compile_step(fn, name="sample_step"))
+    images = (decode(latents).clamp(0, 1) * 255).to(torch.uint8)
+    return images.permute(0, 2, 3, 1).cpu().numpy()  # sync point: previews only, every sample_every steps.
+
+
+def save_grid(images: np.ndarray, path: epath.Path) -> None:
+    """Writes (N, H, W, 3) uint8 images as one PNG grid with ceil(sqrt(N)) columns (local or gs://)."""
+    n, h, w, _ = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, format="PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
