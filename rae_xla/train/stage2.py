@@ -34,7 +34,6 @@ from rae_xla.train.stage2_step import StepSettings, host_draws, make_train_step,
 def run(config, workdir: str, runtime) -> None:
     """Trains until `config.train` says stop (or SIGTERM); every process runs this together."""
     t = config.train
-    torch.manual_seed(config.seed)  # Same initial weights on every process.
 
     # --- Data -----------------------------------------------------------------------------------------------------
     num_images = len(data.open_source(config.data))
@@ -44,15 +43,53 @@ def run(config, workdir: str, runtime) -> None:
                                      f"({t.global_batch_size}); lower train.global_batch_size")
     total_steps = t.max_steps if t.max_steps > 0 else round(t.epochs * steps_per_epoch)
 
-    # --- Frozen RAE encoder (runs inside the step) -------------------------------------------------------------
+    # --- Frozen RAE encoder, model, EMA, optimizer, LR schedule, the compiled step ----------------------------
+    training = build_training(config, runtime, steps_per_epoch)
+
+    # --- Resume (model, EMA, optimizer; the schedule and data position follow from the step) -------------------
+    checkpoints = CheckpointManager(str(epath.Path(workdir) / "checkpoints"), runtime, keep=t.keep_checkpoints)
+    meta = checkpoints.restore_latest(training.state)
+    start_step = meta["step"] if meta else 0
+    if meta and t.init_from:
+        logging.info("Resuming from step %d; train.init_from=%s is only used for a fresh run.", start_step,
+                     t.init_from)
+
+    # --- The loop -------------------------------------------------------------------------------------------------
+    _Loop(config=config, workdir=workdir, runtime=runtime, training=training, checkpoints=checkpoints,
+          steps_per_epoch=steps_per_epoch, total_steps=total_steps).run(start_step)
+
+
+@dataclasses.dataclass
+class Training:
+    """Everything the loop (or a benchmark) needs, placed on the runtime's devices."""
+    rae: RAE
+    model: torch.nn.Module  # What the step calls (possibly a DDP/FSDP wrapper).
+    ema_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_at: Any  # step -> learning rate (a host float).
+    step_fn: Any  # step_fn(batch, sums) -> sums, compiled by the runtime.
+    settings: StepSettings
+    flops_per_image: int
+
+    @property
+    def state(self) -> dict:
+        """What a checkpoint holds."""
+        return {"model": self.model, "ema": self.ema_model, "optim": (self.model, self.optimizer)}
+
+
+def build_training(config, runtime, steps_per_epoch: int) -> Training:
+    """Frozen RAE, stage-2 model + EMA sharded by the runtime, AdamW, LR schedule and the compiled step."""
+    t = config.train
+    torch.manual_seed(config.seed)  # Same initial weights on every process.
+    # The frozen RAE encoder runs inside the step; a latent/model mismatch fails here, before any compile.
     rae = build_rae(config.rae)
     latent_shape = tuple(rae.latent_shape)
     check_model_matches_latents(config.model, latent_shape)
     alpha = config.flow.shift if config.flow.shift is not None else flow.time_shift_alpha(
         latent_shape, config.flow.shift_base)
+    flops_per_image = training_flops_per_image(config, rae)
     rae = runtime.place_frozen(rae.eval())
 
-    # --- Model, EMA, optimizer, LR schedule -------------------------------------------------------------------
     module = build_model(config.model, init_from=t.init_from, train_fixed_embeddings=t.train_fixed_embeddings)
     ema_module = ema_lib.init_ema(module)
     model = runtime.shard_model(module)
@@ -61,18 +98,7 @@ def run(config, workdir: str, runtime) -> None:
     o = t.optimizer
     optimizer = torch.optim.AdamW(params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
                                   weight_decay=o.weight_decay)
-    lr_at = schedules.make_schedule(t.lr_schedule, steps_per_epoch)
 
-    # --- Resume (model, EMA, optimizer; the schedule and data position follow from the step) -------------------
-    checkpoints = CheckpointManager(str(epath.Path(workdir) / "checkpoints"), runtime, keep=t.keep_checkpoints)
-    state = {"model": model, "ema": ema_model, "optim": (model, optimizer)}
-    meta = checkpoints.restore_latest(state)
-    start_step = meta["step"] if meta else 0
-    if meta and t.init_from:
-        logging.info("Resuming from step %d; train.init_from=%s is only used for a fresh run.", start_step,
-                     t.init_from)
-
-    # --- The compiled step --------------------------------------------------------------------------------------
     settings = StepSettings(
         latent_shape=latent_shape, alpha=float(alpha), time_dist=config.flow.time_dist, mu=config.flow.mu,
         sigma=config.flow.sigma, null_label=config.model.num_classes,
@@ -83,13 +109,9 @@ def run(config, workdir: str, runtime) -> None:
         model=model, params=params, ema_pairs=ema_lib.paired_parameters(ema_model, runtime.unwrap(model)),
         encode=rae.encode, optimizer=optimizer, autocast=lambda: runtime.autocast(config.runtime.precision),
         no_sync=_no_sync(model), settings=settings), name="stage2_step", max_graphs=2)
-
-    # --- The loop -------------------------------------------------------------------------------------------------
-    loop = _Loop(config=config, workdir=workdir, runtime=runtime, rae=rae, ema_model=ema_model,
-                 optimizer=optimizer, lr_at=lr_at, step_fn=step_fn, checkpoints=checkpoints, state=state,
-                 settings=settings, alpha=float(alpha), steps_per_epoch=steps_per_epoch,
-                 total_steps=total_steps, flops_per_image=training_flops_per_image(config, rae))
-    loop.run(start_step)
+    return Training(rae=rae, model=model, ema_model=ema_model, optimizer=optimizer,
+                    lr_at=schedules.make_schedule(t.lr_schedule, steps_per_epoch), step_fn=step_fn,
+                    settings=settings, flops_per_image=flops_per_image)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -167,18 +189,14 @@ class _Loop:
     config: Any
     workdir: str
     runtime: Any
-    rae: Any
-    ema_model: Any
-    optimizer: Any
-    lr_at: Any
-    step_fn: Any
+    training: Training
     checkpoints: CheckpointManager
-    state: dict
-    settings: StepSettings
-    alpha: float
     steps_per_epoch: int
     total_steps: int
-    flops_per_image: int
+
+    @property
+    def settings(self) -> StepSettings:
+        return self.training.settings
 
     def run(self, start_step: int) -> None:
         t, runtime = self.config.train, self.runtime
@@ -202,11 +220,11 @@ class _Loop:
         try:
             while step < self.total_steps:
                 batch = next(batches)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.lr_at(step)  # A host float: no recompile under XLA.
+                for group in self.training.optimizer.param_groups:
+                    group["lr"] = self.training.lr_at(step)  # A host float: no recompile under XLA.
                 if not self.settings.host_rng:
                     runtime.seed(self.config.seed * 1_000_003 + step)  # Randomness is a function of the step.
-                sums = self.step_fn(batch, sums)
+                sums = self.training.step_fn(batch, sums)
                 step += 1
                 if step % t.log_every == 0 or step == self.total_steps:
                     self._log(step, sums, window=(step - 1) // t.log_every * t.log_every)
@@ -246,11 +264,11 @@ class _Loop:
         """Queues a metrics line for `step`; the values are read after the step ran (no stall on XLA)."""
         report = self.progress(step)
         steps_in_window = step - window
-        host = {"lr": self.lr_at(step - 1), "data_replaced_images": float(self.replaced),
+        host = {"lr": self.training.lr_at(step - 1), "data_replaced_images": float(self.replaced),
                 **self.runtime.compile_stats_scalars()}
         if report:
             host.update(report.scalars())
-            mfu = metrics.mfu(self.flops_per_image, report.images_per_sec_per_device, self.peak)
+            mfu = metrics.mfu(self.training.flops_per_image, report.images_per_sec_per_device, self.peak)
             if mfu is not None:
                 host["mfu"] = mfu
             logging.info("%s", report.line())
@@ -283,11 +301,12 @@ class _Loop:
         self.writer.flush()
         meta = dict(epoch=step / self.steps_per_epoch, backend=self.runtime.kind, mesh=self.runtime.mesh_shape,
                     config=self.config.to_dict())
-        self.checkpoints.save(step, self.state, meta=meta)
+        self.checkpoints.save(step, self.training.state, meta=meta)
 
     def _preview(self, step: int) -> None:
-        images = previews.sample_images(self.runtime, self.ema_model, self.rae.decode, self.preview_inputs,
-                                        sample_cfg=self.config.sample, alpha=self.alpha,
+        images = previews.sample_images(self.runtime, self.training.ema_model, self.training.rae.decode,
+                                        self.preview_inputs, sample_cfg=self.config.sample,
+                                        alpha=self.settings.alpha,
                                         num_classes=self.config.model.num_classes)
         if self.runtime.is_main:
             previews.save_grid(images, epath.Path(self.workdir) / "samples" / f"step_{step:08d}.png")
