@@ -129,6 +129,36 @@ def rae_block(**overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(block)
 
 
+# Where the released artefacts (HF repo nyu-visionx/RAE-collections) and ImageNet live. Users replace the
+# placeholder bucket on the command line; validate() refuses to start while it is still there.
+PLACEHOLDER = "YOUR_BUCKET"
+
+
+def released_rae_block(res: int, models_dir: str = f"gs://{PLACEHOLDER}/RAE-collections") -> ml_collections.ConfigDict:
+  """The released DINOv2-B (registers) RAE: ViT-XL decoder trained with tau=0.8, ImageNet latent statistics.
+
+  res 256: 224-px encoder input -> 768x16x16 latents; res 512: 448-px -> 768x32x32 (REFERENCE §8.2).
+  `models_dir` mirrors the HF repo layout (decoders/..., stats/...), local or gs://.
+  """
+  if res not in (256, 512):
+    raise ConfigError(f"res={res}: the released RAE exists for 256 and 512 px")
+  suffix = "" if res == 256 else "_i512"
+  stats = "imagenet1k" if res == 256 else "imagenet1k_512"
+  return rae_block(
+      encoder="dinov2", encoder_path="facebook/dinov2-with-registers-base",
+      encoder_input_size=224 if res == 256 else 448, decoder_config="ViT-XL",
+      decoder_weights=f"{models_dir}/decoders/dinov2/wReg_base/ViTXL_n08{suffix}/model.pt",
+      stats=f"{models_dir}/stats/dinov2/wReg_base/{stats}/stat.pt", noise_tau=0.0)
+
+
+def imagenet_data_block(data_dir: str = f"gs://{PLACEHOLDER}/tfds", **overrides: Any) -> ml_collections.ConfigDict:
+  """ImageNet-1k prepared once as TFDS ArrayRecord (README: 'Preparing ImageNet'), read without TensorFlow."""
+  block = dict(source="tfds", name="imagenet2012", data_dir=data_dir, split="train", image_size=256,
+               random_flip=True, num_workers=16, prefetch_factor=2)
+  block.update(overrides)
+  return data_block(**block)
+
+
 def flow_block(**overrides: Any) -> ml_collections.ConfigDict:
   """Flow-matching time distribution (REFERENCE §4.3)."""
   block = dict(
@@ -253,6 +283,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
     process_count: hosts (XLA) / ranks; the global batch is split across them.
   """
   _one_of(config.job, JOBS, "job")
+  for key in all_keys(config):
+    value = config[key] if "." not in key else _get(config, key)
+    if isinstance(value, str) and PLACEHOLDER in value:
+      raise ConfigError(f"{key}={value!r} still names the placeholder bucket; point it at your copy, e.g. "
+                        f"--{_flag(key)}=gs://my-bucket/... (README: 'Data and released checkpoints')")
   _require(config.runtime.backend != "tpu", "runtime.backend='tpu': TPUs run through torch_xla, use 'xla' (or 'auto')")
   _one_of(config.runtime.backend, BACKENDS, "runtime.backend")
   _one_of(config.runtime.param_sharding, ("fsdp", "replicate"), "runtime.param_sharding")
@@ -311,6 +346,17 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
 
 # ---------------------------------------------------------------------------------------------------------------
 # Unknown overrides, and writing the resolved config.
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def _flag(dotted: str) -> str:
+  return f"config.{dotted}"
 
 
 def all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:

@@ -21,9 +21,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (local path or
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _fail(message: str) -> None:
-  print(f"FATAL config error: {message}", file=sys.stderr)
-  sys.exit(2)
+def _fail(message: str, kind: str = "config", code: int = 2) -> None:
+  print(f"FATAL {kind} error: {message}", file=sys.stderr)
+  sys.exit(code)
 
 
 def _base_config(argv):
@@ -40,7 +40,7 @@ def _parse_flags(argv):
   """absl flag parsing with one clear line for config mistakes instead of a traceback."""
   try:
     return flags.FLAGS(argv)
-  except config_lib.ConfigError as e:
+  except (config_lib.ConfigError, flags.Error) as e:
     _fail(str(e))
   except (AttributeError, KeyError) as e:
     base = _base_config(argv)
@@ -69,6 +69,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # One log per run, from process 0.
   try:
     importlib.import_module(config_lib.JOBS[config.job]).run(config, workdir, runtime)
+  except config_lib.ConfigError as e:  # Found while building (e.g. model vs latent shape): still one line.
+    _fail(str(e))
+  except FloatingPointError as e:  # A diverged run: say where, and what was kept.
+    _fail(str(e), kind="training", code=1)
   finally:
     runtime.close()
 

@@ -109,8 +109,11 @@ def build_training(config, runtime, steps_per_epoch: int) -> Training:
         model=model, params=params, ema_pairs=ema_lib.paired_parameters(ema_model, runtime.unwrap(model)),
         encode=rae.encode, optimizer=optimizer, autocast=lambda: runtime.autocast(config.runtime.precision),
         no_sync=_no_sync(model), settings=settings), name="stage2_step", max_graphs=2)
-    return Training(rae=rae, model=model, ema_model=ema_model, optimizer=optimizer,
-                    lr_at=schedules.make_schedule(t.lr_schedule, steps_per_epoch), step_fn=step_fn,
+    try:
+        lr_at = schedules.make_schedule(t.lr_schedule, steps_per_epoch)
+    except ValueError as e:
+        raise config_lib.ConfigError(f"train.lr_schedule: {e}") from e
+    return Training(rae=rae, model=model, ema_model=ema_model, optimizer=optimizer, lr_at=lr_at, step_fn=step_fn,
                     settings=settings, flops_per_image=flops_per_image)
 
 
@@ -287,10 +290,12 @@ class _Loop:
         with self.lock:
             window = self.nonfinite_window
         if window is not None:
+            last = self.checkpoints.latest_step()
+            kept = f"the last checkpoint (step {last}) is from before it" if last else "no checkpoint was written"
             raise FloatingPointError(
-                f"the training loss became NaN/inf between steps {window[0]} and {window[1]}; nothing after the "
-                f"last finite checkpoint (step {self.checkpoints.latest_step()}) was saved. Lower the learning "
-                f"rate or check the data, then rerun: training resumes from that checkpoint.")
+                f"the training loss became NaN/inf between steps {window[0]} and {window[1]}; nothing after that "
+                f"was saved and {kept}. Lower the learning rate or check the data, then rerun: training "
+                f"resumes from the last checkpoint.")
 
     def _save(self, step: int, sums: dict) -> None:
         nonfinite = float(sums["nonfinite"].cpu())  # sync point: once per checkpoint, never a bad state saved.
