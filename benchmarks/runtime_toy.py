@@ -52,6 +52,8 @@ _WINDOWS = flags.DEFINE_integer("windows", 5, "Timing windows; the reported step
 _WINDOW_STEPS = flags.DEFINE_integer("window_steps", 10, "Steps per timing window.")
 _BATCH = flags.DEFINE_integer("global_batch", 8, "Global batch, divisible by the device count (the "
                              "--batch flag belongs to the imported selftest module).")
+_THREADS = flags.DEFINE_integer("threads", 0, "torch intra-op threads in each child (0: torch's default); on a "
+                                "shared box 1 thread avoids OpenMP spin contention in eager CPU steps.")
 _MD_OUT = flags.DEFINE_string("md_out", "", "Write the table (with date, commit, machine) to this markdown file.")
 _CHILD = flags.DEFINE_string("child", "", "Internal: measure this backend in this process and print JSON.")
 
@@ -121,7 +123,7 @@ def measure(name: str, *, warmup: int, windows: int, window_steps: int, batch: i
             runtime.wait()
             window_s.append((time.perf_counter() - started) / window_steps)
         stats = runtime.compile_stats()
-        return {"backend": name, "device_kind": runtime.device_kind, "num_devices": runtime.num_devices,
+        return {"backend": name, "device_kind": runtime.device_kind, "torch_threads": torch.get_num_threads(), "num_devices": runtime.num_devices,
                 "mesh": runtime.mesh_shape, "first_step_seconds": first_step_s,
                 "compile_seconds": stats.get("compile_seconds"), "graphs": stats.get("graphs"),
                 "graphs_after_first_step": graphs_first,
@@ -138,7 +140,7 @@ def run_child(name: str) -> dict:
     env.update(BACKENDS[name][2])
     command = [sys.executable, os.path.abspath(__file__), f"--child={name}", f"--warmup={_WARMUP.value}",
                f"--windows={_WINDOWS.value}", f"--window_steps={_WINDOW_STEPS.value}",
-               f"--global_batch={_BATCH.value}"]
+               f"--global_batch={_BATCH.value}", f"--threads={_THREADS.value}"]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT_JSON ")]
     if result.returncode != 0 or not lines:
@@ -187,6 +189,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CHILD.value:
+        if _THREADS.value > 0:
+            torch.set_num_threads(_THREADS.value)
         result = measure(_CHILD.value, warmup=_WARMUP.value, windows=_WINDOWS.value,
                          window_steps=_WINDOW_STEPS.value, batch=_BATCH.value)
         print("RESULT_JSON " + json.dumps(result))

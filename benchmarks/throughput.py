@@ -51,6 +51,8 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps after the first (comp
 _WINDOWS = flags.DEFINE_integer("windows", 3, "Timing windows; the reported step time is their median.")
 _LATENTS = flags.DEFINE_bool("latents_input", False, "Feed random latents of the model's input shape and skip "
                              "the encoder (the model step alone).")
+_THREADS = flags.DEFINE_integer("threads", 0, "torch intra-op threads for eager CPU (0: torch's default). On a "
+                                "shared box 1 thread can beat 2 for tiny models (no OpenMP spin contention).")
 _JSON_OUT = flags.DEFINE_string("json_out", "", "Also write the result as JSON here.")
 _MD_OUT = flags.DEFINE_string("md_out", "", "Append a markdown section here (a dated header when the file is new).")
 _LABEL = flags.DEFINE_string("label", "", "Title of the markdown section (default: config file + backend).")
@@ -230,7 +232,8 @@ def benchmark(config, *, steps: int, warmup: int, windows: int, latents_input: b
         return {
             "backend": runtime.kind, "device_kind": runtime.device_kind, "num_devices": runtime.num_devices,
             "mesh": runtime.mesh_shape, "param_sharding": config.runtime.param_sharding,
-            "precision": config.runtime.precision, "global_batch_size": config.train.global_batch_size,
+            "precision": config.runtime.precision, "torch_threads": torch.get_num_threads(),
+            "global_batch_size": config.train.global_batch_size,
             "latent_shape": list(training.settings.latent_shape), "latents_input": latents_input,
             "steps_timed": steps, "warmup": warmup, "first_step_seconds": first_step_s,
             "window_step_seconds": window_step_s, "step_seconds": step_s,
@@ -302,6 +305,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _STEPS.value < 1 or _WARMUP.value < 0:
         raise app.UsageError(f"--steps must be >= 1 and --warmup >= 0; got {_STEPS.value}, {_WARMUP.value}")
+    if _THREADS.value > 0:
+        torch.set_num_threads(_THREADS.value)
     result = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value, windows=_WINDOWS.value,
                        latents_input=_LATENTS.value)
     env = " ".join(f"{k}={os.environ[k]}" for k in ("PJRT_DEVICE", "CPU_NUM_DEVICES") if k in os.environ)
