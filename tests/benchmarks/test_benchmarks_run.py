@@ -1,7 +1,8 @@
 """The throughput benchmark still runs and reports what it promises (no speed asserts: speed is not a test).
 
 Runs `benchmarks/throughput.py` on the quickstart config for a few steps, eager CPU and XLA SPMD on 4 virtual
-CPU devices, and checks the reported fields against counts made here from the same config.
+CPU devices, and checks the reported fields against counts made here from the same config; and runs
+`benchmarks/runtime_toy.py` on eager CPU.
 """
 import json
 import math
@@ -79,3 +80,15 @@ def test_throughput_xla_fsdp_bytes_per_device(run_python, tmp_path):
     assert report["graphs_after_first_step"] == 1 and report["compiled_graphs"] == 2
     assert report["graphs_compiled_while_timing"] == 0
     assert report["compile_seconds"] > 0 and report["peak_memory_bytes"] is None
+
+
+def test_runtime_toy_eager_cpu(run_python):
+    result = run_python(["benchmarks/runtime_toy.py", "--backends=cpu", "--warmup=1", "--windows=2",
+                         "--window_steps=2", "--threads=1"], timeout=120)
+    printed = [line for line in result.stdout.splitlines() if line.startswith("RESULT_JSON ")]
+    (row,) = json.loads(printed[-1][len("RESULT_JSON "):])
+    assert "error" not in row, row
+    assert row["backend"] == "cpu" and row["num_devices"] == 1 and row["torch_threads"] == 1
+    assert row["first_step_seconds"] > 0 and len(row["window_step_seconds"]) == 2
+    assert row["median_step_seconds"] == pytest.approx(sum(row["window_step_seconds"]) / 2)
+    assert math.isfinite(row["final_loss"]) and row["graphs"] is None
