@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 
-import ml_collections
 import torch
 import torch.nn.functional as F
 from absl import app, flags
