@@ -96,6 +96,7 @@ def measure(name: str, *, warmup: int, windows: int, window_steps: int, batch: i
         counter = iter(range(10**9))
 
         def run(count: int):
+            loss = None
             for _ in range(count):
                 s = next(counter)
                 for group in opt.param_groups:
@@ -194,6 +195,8 @@ def main(argv):
                          window_steps=_WINDOW_STEPS.value, batch=_BATCH.value)
         print("RESULT_JSON " + json.dumps(result))
         return
+    if _WINDOWS.value < 1 or _WINDOW_STEPS.value < 1 or _WARMUP.value < 0:
+        raise app.UsageError("--windows and --window_steps must be >= 1 and --warmup >= 0")
     names = available_backends() if _BACKENDS.value == "auto" else _BACKENDS.value.split(",")
     unknown = sorted(set(names) - set(BACKENDS))
     if unknown:
