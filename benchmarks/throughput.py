@@ -307,8 +307,11 @@ def main(argv):
         raise app.UsageError(f"--steps must be >= 1 and --warmup >= 0; got {_STEPS.value}, {_WARMUP.value}")
     if _THREADS.value > 0:
         torch.set_num_threads(_THREADS.value)
-    result = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value, windows=_WINDOWS.value,
-                       latents_input=_LATENTS.value)
+    try:
+        result = benchmark(_CONFIG.value, steps=_STEPS.value, warmup=_WARMUP.value, windows=_WINDOWS.value,
+                           latents_input=_LATENTS.value)
+    except config_lib.ConfigError as e:
+        sys.exit(f"FATAL config error: {e}")
     env = " ".join(f"{k}={os.environ[k]}" for k in ("PJRT_DEVICE", "CPU_NUM_DEVICES") if k in os.environ)
     command = " ".join(filter(None, [env, "python", *map(shlex.quote, sys.argv)]))
     print(table(result))
