@@ -10,9 +10,9 @@ from rae_xla import config as config_lib
 
 
 def get_config(arg=None):
-  config_lib.parse_arg(arg)  # No arguments: rejects any.
-  config = ml_collections.ConfigDict()
-  config.job = "info"
-  config.seed = 0
-  config.runtime = config_lib.runtime_block()
-  return config
+    config_lib.parse_arg(arg)  # No arguments: rejects any.
+    config = ml_collections.ConfigDict()
+    config.job = "info"
+    config.seed = 0
+    config.runtime = config_lib.runtime_block()
+    return config

@@ -24,7 +24,7 @@ MESH_AXES = ("data", "fsdp")
 
 
 class ConfigError(ValueError):
-  """A mistake in the config: the message names the field and how to fix it."""
+    """A mistake in the config: the message names the field and how to fix it."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -32,35 +32,35 @@ class ConfigError(ValueError):
 
 
 def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
-  """Parses the string after ':' in `--config=file.py:ARG` into the typed fields of `spec`.
+    """Parses the string after ':' in `--config=file.py:ARG` into the typed fields of `spec`.
 
-  `ARG` is a comma-separated list of `key=value`; a bare `key` means True. Values are converted to the type of
-  the default in `spec` (bool accepts true/false/1/0). Unknown keys are an error listing the valid ones.
-  Example: `parse_arg('res=512,runlocal', res=256, runlocal=False)` -> {res: 512, runlocal: True}.
-  """
-  out = ml_collections.ConfigDict(dict(spec))
-  if not arg:
+    `ARG` is a comma-separated list of `key=value`; a bare `key` means True. Values are converted to the type of
+    the default in `spec` (bool accepts true/false/1/0). Unknown keys are an error listing the valid ones.
+    Example: `parse_arg('res=512,runlocal', res=256, runlocal=False)` -> {res: 512, runlocal: True}.
+    """
+    out = ml_collections.ConfigDict(dict(spec))
+    if not arg:
+        return out
+    for item in arg.split(","):
+        key, has_value, raw = item.partition("=")
+        key = key.strip()
+        if key not in spec:
+            raise ConfigError(f"unknown config argument {key!r} in ':{arg}'; valid arguments: {sorted(spec)}")
+        default = spec[key]
+        if not has_value:
+            if not isinstance(default, bool):
+                raise ConfigError(f"config argument {key!r} needs a value, e.g. ':{key}={default}'")
+            out[key] = True
+        elif isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ConfigError(f"config argument {key}={raw!r} must be true or false")
+            out[key] = raw.lower() in ("true", "1")
+        else:
+            try:
+                out[key] = type(default)(raw)
+            except ValueError as e:
+                raise ConfigError(f"config argument {key}={raw!r} must be a {type(default).__name__}") from e
     return out
-  for item in arg.split(","):
-    key, has_value, raw = item.partition("=")
-    key = key.strip()
-    if key not in spec:
-      raise ConfigError(f"unknown config argument {key!r} in ':{arg}'; valid arguments: {sorted(spec)}")
-    default = spec[key]
-    if not has_value:
-      if not isinstance(default, bool):
-        raise ConfigError(f"config argument {key!r} needs a value, e.g. ':{key}={default}'")
-      out[key] = True
-    elif isinstance(default, bool):
-      if raw.lower() not in ("true", "false", "1", "0"):
-        raise ConfigError(f"config argument {key}={raw!r} must be true or false")
-      out[key] = raw.lower() in ("true", "1")
-    else:
-      try:
-        out[key] = type(default)(raw)
-      except ValueError as e:
-        raise ConfigError(f"config argument {key}={raw!r} must be a {type(default).__name__}") from e
-  return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -68,65 +68,65 @@ def parse_arg(arg: str | None, **spec: Any) -> ml_collections.ConfigDict:
 
 
 def runtime_block(**overrides: Any) -> ml_collections.ConfigDict:
-  """Backend, mesh and sharding (XLA_NOTES.md §5)."""
-  block = dict(
-      backend="auto",  # auto: TPU (libtpu or PJRT_DEVICE set) -> xla; CUDA -> cuda; else cpu.
-      # Mesh ('data', 'fsdp'): -1 takes the remaining devices. On a pod slice keep data=1 (all chips on the fast
-      # ICI axis 'fsdp'); with several slices, data = number of slices (the slow DCN axis).
-      mesh=dict(data=1, fsdp=-1),
-      # 'fsdp': every >=2-D weight has its largest dimension divisible by the fsdp size sharded on 'fsdp'
-      # (params + grads + AdamW state ~20 B/param shrink by the fsdp size); 'replicate': plain data parallel.
-      # On CUDA: 'fsdp' -> FSDP2 (fully_shard), 'replicate' -> DDP.
-      param_sharding="fsdp",
-      # ((name regex, partition spec), ...) tried first, e.g. ((r'blocks\.\d+\.attn\.qkv\.weight', ('fsdp', None)),).
-      sharding_rules=(),
-      # Modules whose outputs are pinned to the batch sharding, so XLA never re-lays activations out
-      # (without it: 'Involuntary full rematerialization' warnings, XLA_NOTES §6.1).
-      activation_sharding=r"^blocks\.\d+$",
-      precision="fp32",  # fp32 | bf16 (autocast for the forward; master weights and optimizer state stay fp32).
-      # 'device': random draws (noise, times, label drop) on the accelerator, seeded per step; 'host': drawn on
-      # the CPU from (seed, step) and copied over — bitwise identical across backends (tests), slower.
-      rng="device",
-      strict=False,  # XLA: a recompile after warm-up or a host sync inside the step raises.
-      torch_compile=False,  # cuda/cpu: wrap the step in torch.compile.
-      compile_cache_dir="",  # XLA on TPU: persistent compilation cache (a local dir on each host).
-  )
-  block.update(overrides)
-  return ml_collections.ConfigDict(block)
+    """Backend, mesh and sharding (XLA_NOTES.md §5)."""
+    block = dict(
+        backend="auto",  # auto: TPU (libtpu or PJRT_DEVICE set) -> xla; CUDA -> cuda; else cpu.
+        # Mesh ('data', 'fsdp'): -1 takes the remaining devices. On a pod slice keep data=1 (all chips on the fast
+        # ICI axis 'fsdp'); with several slices, data = number of slices (the slow DCN axis).
+        mesh=dict(data=1, fsdp=-1),
+        # 'fsdp': every >=2-D weight has its largest dimension divisible by the fsdp size sharded on 'fsdp'
+        # (params + grads + AdamW state ~20 B/param shrink by the fsdp size); 'replicate': plain data parallel.
+        # On CUDA: 'fsdp' -> FSDP2 (fully_shard), 'replicate' -> DDP.
+        param_sharding="fsdp",
+        # ((name regex, partition spec), ...) tried first, e.g. ((r'blocks\.\d+\.attn\.qkv\.weight', ('fsdp', None)),).
+        sharding_rules=(),
+        # Modules whose outputs are pinned to the batch sharding, so XLA never re-lays activations out
+        # (without it: 'Involuntary full rematerialization' warnings, XLA_NOTES §6.1).
+        activation_sharding=r"^blocks\.\d+$",
+        precision="fp32",  # fp32 | bf16 (autocast for the forward; master weights and optimizer state stay fp32).
+        # 'device': random draws (noise, times, label drop) on the accelerator, seeded per step; 'host': drawn on
+        # the CPU from (seed, step) and copied over — bitwise identical across backends (tests), slower.
+        rng="device",
+        strict=False,  # XLA: a recompile after warm-up or a host sync inside the step raises.
+        torch_compile=False,  # cuda/cpu: wrap the step in torch.compile.
+        compile_cache_dir="",  # XLA on TPU: persistent compilation cache (a local dir on each host).
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
 
 
 def data_block(**overrides: Any) -> ml_collections.ConfigDict:
-  """Where images come from (rae_xla/data). `source`: synthetic | tfds | folder."""
-  block = dict(
-      source="synthetic",
-      name="rae_synthetic",  # tfds dataset name (e.g. 'imagenet2012'); for 'synthetic' the name it is built as.
-      data_dir=os.path.join("~", ".cache", "rae_xla", "tfds"),  # tfds data_dir (local or gs://) / folder root.
-      split="train",
-      image_size=256,
-      random_flip=True,
-      num_workers=4,
-      prefetch_factor=2,
-      synthetic_num_classes=10,
-      synthetic_num_images=1000,
-  )
-  block.update(overrides)
-  return ml_collections.ConfigDict(block)
+    """Where images come from (rae_xla/data). `source`: synthetic | tfds | folder."""
+    block = dict(
+        source="synthetic",
+        name="rae_synthetic",  # tfds dataset name (e.g. 'imagenet2012'); for 'synthetic' the name it is built as.
+        data_dir=os.path.join("~", ".cache", "rae_xla", "tfds"),  # tfds data_dir (local or gs://) / folder root.
+        split="train",
+        image_size=256,
+        random_flip=True,
+        num_workers=4,
+        prefetch_factor=2,
+        synthetic_num_classes=10,
+        synthetic_num_images=1000,
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
 
 
 def rae_block(**overrides: Any) -> ml_collections.ConfigDict:
-  """The frozen encoder + decoder + latent statistics (REFERENCE §1)."""
-  block = dict(
-      encoder="dinov2",  # dinov2 | siglip2 | mae
-      encoder_path="facebook/dinov2-with-registers-base",  # local dir, gs:// dir, hub id, or 'random-tiny'.
-      encoder_input_size=224,  # 224 for DINOv2-B at 256 px (16x16 latents), 448 at 512 px.
-      decoder_config="ViT-XL",  # preset ViT-B|ViT-L|ViT-XL or a released config.json path.
-      decoder_weights="",  # released model.pt (local or gs://); '' = random init.
-      decoder_patch_size=16,
-      stats="",  # released stat.pt (local or gs://); '' = no latent normalisation.
-      noise_tau=0.0,  # 0 for stage 2 and inference; 0.8 for decoder training.
-  )
-  block.update(overrides)
-  return ml_collections.ConfigDict(block)
+    """The frozen encoder + decoder + latent statistics (REFERENCE §1)."""
+    block = dict(
+        encoder="dinov2",  # dinov2 | siglip2 | mae
+        encoder_path="facebook/dinov2-with-registers-base",  # local dir, gs:// dir, hub id, or 'random-tiny'.
+        encoder_input_size=224,  # 224 for DINOv2-B at 256 px (16x16 latents), 448 at 512 px.
+        decoder_config="ViT-XL",  # preset ViT-B|ViT-L|ViT-XL or a released config.json path.
+        decoder_weights="",  # released model.pt (local or gs://); '' = random init.
+        decoder_patch_size=16,
+        stats="",  # released stat.pt (local or gs://); '' = no latent normalisation.
+        noise_tau=0.0,  # 0 for stage 2 and inference; 0.8 for decoder training.
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
 
 
 # Where the released artefacts (HF repo nyu-visionx/RAE-collections) and ImageNet live. Users replace the
@@ -135,103 +135,103 @@ PLACEHOLDER = "YOUR_BUCKET"
 
 
 def released_rae_block(res: int, models_dir: str = f"gs://{PLACEHOLDER}/RAE-collections") -> ml_collections.ConfigDict:
-  """The released DINOv2-B (registers) RAE: ViT-XL decoder trained with tau=0.8, ImageNet latent statistics.
+    """The released DINOv2-B (registers) RAE: ViT-XL decoder trained with tau=0.8, ImageNet latent statistics.
 
-  res 256: 224-px encoder input -> 768x16x16 latents; res 512: 448-px -> 768x32x32 (REFERENCE §8.2).
-  `models_dir` mirrors the HF repo layout (decoders/..., stats/...), local or gs://.
-  """
-  if res not in (256, 512):
-    raise ConfigError(f"res={res}: the released RAE exists for 256 and 512 px")
-  suffix = "" if res == 256 else "_i512"
-  stats = "imagenet1k" if res == 256 else "imagenet1k_512"
-  return rae_block(
-      encoder="dinov2", encoder_path="facebook/dinov2-with-registers-base",
-      encoder_input_size=224 if res == 256 else 448, decoder_config="ViT-XL",
-      decoder_weights=f"{models_dir}/decoders/dinov2/wReg_base/ViTXL_n08{suffix}/model.pt",
-      stats=f"{models_dir}/stats/dinov2/wReg_base/{stats}/stat.pt", noise_tau=0.0)
+    res 256: 224-px encoder input -> 768x16x16 latents; res 512: 448-px -> 768x32x32 (REFERENCE §8.2).
+    `models_dir` mirrors the HF repo layout (decoders/..., stats/...), local or gs://.
+    """
+    if res not in (256, 512):
+        raise ConfigError(f"res={res}: the released RAE exists for 256 and 512 px")
+    suffix = "" if res == 256 else "_i512"
+    stats = "imagenet1k" if res == 256 else "imagenet1k_512"
+    return rae_block(
+        encoder="dinov2", encoder_path="facebook/dinov2-with-registers-base",
+        encoder_input_size=224 if res == 256 else 448, decoder_config="ViT-XL",
+        decoder_weights=f"{models_dir}/decoders/dinov2/wReg_base/ViTXL_n08{suffix}/model.pt",
+        stats=f"{models_dir}/stats/dinov2/wReg_base/{stats}/stat.pt", noise_tau=0.0)
 
 
 def imagenet_data_block(data_dir: str = f"gs://{PLACEHOLDER}/tfds", **overrides: Any) -> ml_collections.ConfigDict:
-  """ImageNet-1k prepared once as TFDS ArrayRecord (README: 'Preparing ImageNet'), read without TensorFlow."""
-  block = dict(source="tfds", name="imagenet2012", data_dir=data_dir, split="train", image_size=256,
-               random_flip=True, num_workers=16, prefetch_factor=2)
-  block.update(overrides)
-  return data_block(**block)
+    """ImageNet-1k prepared once as TFDS ArrayRecord (README: 'Preparing ImageNet'), read without TensorFlow."""
+    block = dict(source="tfds", name="imagenet2012", data_dir=data_dir, split="train", image_size=256,
+                 random_flip=True, num_workers=16, prefetch_factor=2)
+    block.update(overrides)
+    return data_block(**block)
 
 
 def flow_block(**overrides: Any) -> ml_collections.ConfigDict:
-  """Flow-matching time distribution (REFERENCE §4.3)."""
-  block = dict(
-      time_dist="logit_normal",  # logit_normal | uniform
-      mu=0.0,
-      sigma=1.0,
-      shift_base=4096,  # alpha = sqrt(C*H*W / shift_base): sqrt(48) = 6.93 for 768x16x16.
-      shift=config_dict.placeholder(float),  # set to override alpha.
-  )
-  block.update(overrides)
-  return ml_collections.ConfigDict(block)
+    """Flow-matching time distribution (REFERENCE §4.3)."""
+    block = dict(
+        time_dist="logit_normal",  # logit_normal | uniform
+        mu=0.0,
+        sigma=1.0,
+        shift_base=4096,  # alpha = sqrt(C*H*W / shift_base): sqrt(48) = 6.93 for 768x16x16.
+        shift=config_dict.placeholder(float),  # set to override alpha.
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
 
 
 def guidance_block(**overrides: Any) -> ml_collections.ConfigDict:
-  """CFG with an interval, or autoguidance with a weaker model (REFERENCE §3.3, §4.6)."""
-  block = dict(
-      method="none",  # none | cfg | autoguidance
-      scale=1.0,
-      t_min=0.0,
-      t_max=1.0,
-      model_preset="DiTDH-S",  # autoguidance: the weaker model's preset ...
-      model_weights="",  # ... and its stage2_model.pt.
-  )
-  block.update(overrides)
-  return ml_collections.ConfigDict(block)
+    """CFG with an interval, or autoguidance with a weaker model (REFERENCE §3.3, §4.6)."""
+    block = dict(
+        method="none",  # none | cfg | autoguidance
+        scale=1.0,
+        t_min=0.0,
+        t_max=1.0,
+        model_preset="DiTDH-S",  # autoguidance: the weaker model's preset ...
+        model_weights="",  # ... and its stage2_model.pt.
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
 
 
 def sample_block(**overrides: Any) -> ml_collections.ConfigDict:
-  """How samples are drawn (training previews and sampling jobs)."""
-  block = dict(
-      method="euler",  # euler | heun | midpoint | sde
-      num_steps=50,  # grid points as in the released configs: 50 -> 49 steps.
-      guidance=guidance_block(),
-  )
-  block.update(overrides)
-  return ml_collections.ConfigDict(block)
+    """How samples are drawn (training previews and sampling jobs)."""
+    block = dict(
+        method="euler",  # euler | heun | midpoint | sde
+        num_steps=50,  # grid points as in the released configs: 50 -> 49 steps.
+        guidance=guidance_block(),
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
 
 
 def model_block(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
-  """A stage-2 model: `arch` plus every official keyword argument, from a preset (rae_xla/models/presets.py).
+    """A stage-2 model: `arch` plus every official keyword argument, from a preset (rae_xla/models/presets.py).
 
-  e.g. model_block('DiTDH-XL') or model_block('DiTDH-XL', input_size=32) for 512 px.
-  """
-  from rae_xla.models import stage2_preset  # Deferred: keeps `import rae_xla.config` light.
-  spec = stage2_preset(preset, **overrides)
-  return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    e.g. model_block('DiTDH-XL') or model_block('DiTDH-XL', input_size=32) for 512 px.
+    """
+    from rae_xla.models import stage2_preset  # Deferred: keeps `import rae_xla.config` light.
+    spec = stage2_preset(preset, **overrides)
+    return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
 
 
 def train_block(**overrides: Any) -> ml_collections.ConfigDict:
-  """Stage-2 optimisation, the paper's DiT^DH recipe (REFERENCE §6.1, §8.2) unless overridden."""
-  block = dict(
-      global_batch_size=1024,
-      grad_accum_steps=1,  # k micro-batches of global_batch_size / k; the gradient is the mean over all k.
-      epochs=1400.0,  # The released config; the paper reports 80 and 800 epochs of this schedule.
-      max_steps=0,  # > 0: stop after this many optimizer steps instead of `epochs`.
-      optimizer=dict(betas=(0.9, 0.95), weight_decay=0.0, eps=1e-8),
-      # Official 'linear': base LR held for 40 epochs (warmup_from_zero=False), then linear to 2e-5 at epoch 800.
-      lr_schedule=dict(type="linear", base_lr=2e-4, final_lr=2e-5, warmup_epochs=40.0, decay_end_epoch=800.0,
-                       warmup_from_zero=False, unit="epoch"),
-      clip_grad=1.0,  # <= 0: no clipping (the norm is still logged).
-      ema_decay=0.9995,  # Half-life ~1386 steps.
-      log_every=100,
-      checkpoint_every=5000,
-      keep_checkpoints=3,
-      sample_every=10000,  # 0: no preview grids.
-      num_sample_images=8,
-      init_from="",  # A released stage2_model.pt (local or gs://) to warm-start from.
-      # pos_embed and t_embedder.W: frozen as in the XLA trainer behind the released checkpoints; True = the
-      # official main-branch trainer, which unfreezes them.
-      train_fixed_embeddings=False,
-  )
-  block.update(overrides)
-  return ml_collections.ConfigDict(block)
+    """Stage-2 optimisation, the paper's DiT^DH recipe (REFERENCE §6.1, §8.2) unless overridden."""
+    block = dict(
+        global_batch_size=1024,
+        grad_accum_steps=1,  # k micro-batches of global_batch_size / k; the gradient is the mean over all k.
+        epochs=1400.0,  # The released config; the paper reports 80 and 800 epochs of this schedule.
+        max_steps=0,  # > 0: stop after this many optimizer steps instead of `epochs`.
+        optimizer=dict(betas=(0.9, 0.95), weight_decay=0.0, eps=1e-8),
+        # Official 'linear': base LR held for 40 epochs (warmup_from_zero=False), then linear to 2e-5 at epoch 800.
+        lr_schedule=dict(type="linear", base_lr=2e-4, final_lr=2e-5, warmup_epochs=40.0, decay_end_epoch=800.0,
+                         warmup_from_zero=False, unit="epoch"),
+        clip_grad=1.0,  # <= 0: no clipping (the norm is still logged).
+        ema_decay=0.9995,  # Half-life ~1386 steps.
+        log_every=100,
+        checkpoint_every=5000,
+        keep_checkpoints=3,
+        sample_every=10000,  # 0: no preview grids.
+        num_sample_images=8,
+        init_from="",  # A released stage2_model.pt (local or gs://) to warm-start from.
+        # pos_embed and t_embedder.W: frozen as in the XLA trainer behind the released checkpoints; True = the
+        # official main-branch trainer, which unfreezes them.
+        train_fixed_embeddings=False,
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,109 +239,109 @@ def train_block(**overrides: Any) -> ml_collections.ConfigDict:
 
 
 def _require(cond: bool, message: str) -> None:
-  if not cond:
-    raise ConfigError(message)
+    if not cond:
+        raise ConfigError(message)
 
 
 def _one_of(value: Any, choices: Iterable[Any], field: str) -> None:
-  choices = tuple(choices)
-  if value not in choices:
-    near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise ConfigError(f"{field}={value!r} is not one of {list(choices)}{hint}")
+    choices = tuple(choices)
+    if value not in choices:
+        near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ConfigError(f"{field}={value!r} is not one of {list(choices)}{hint}")
 
 
 def resolve_mesh(mesh: Mapping[str, int], num_devices: int) -> dict[str, int]:
-  """Fills the one -1 axis of `mesh` so that the product equals `num_devices`; clear error otherwise."""
-  shape = {axis: int(mesh[axis]) for axis in MESH_AXES}
-  free = [a for a, n in shape.items() if n == -1]
-  _require(len(free) <= 1, f"runtime.mesh={shape}: at most one axis may be -1 (take the remaining devices)")
-  fixed = 1
-  for axis, n in shape.items():
-    _require(n == -1 or n >= 1, f"runtime.mesh.{axis}={n} must be >= 1 or -1")
-    fixed *= 1 if n == -1 else n
-  if free:
-    _require(num_devices % fixed == 0,
-             f"runtime.mesh={shape} cannot use {num_devices} devices: {num_devices} is not divisible by {fixed}")
-    shape[free[0]] = num_devices // fixed
-  product = 1
-  for n in shape.values():
-    product *= n
-  _require(product == num_devices,
-           f"runtime.mesh={shape} has {product} devices but {num_devices} are available; "
-           f"set one axis to -1, e.g. --config.runtime.mesh.fsdp=-1")
-  return shape
+    """Fills the one -1 axis of `mesh` so that the product equals `num_devices`; clear error otherwise."""
+    shape = {axis: int(mesh[axis]) for axis in MESH_AXES}
+    free = [a for a, n in shape.items() if n == -1]
+    _require(len(free) <= 1, f"runtime.mesh={shape}: at most one axis may be -1 (take the remaining devices)")
+    fixed = 1
+    for axis, n in shape.items():
+        _require(n == -1 or n >= 1, f"runtime.mesh.{axis}={n} must be >= 1 or -1")
+        fixed *= 1 if n == -1 else n
+    if free:
+        _require(num_devices % fixed == 0,
+                 f"runtime.mesh={shape} cannot use {num_devices} devices: {num_devices} is not divisible by {fixed}")
+        shape[free[0]] = num_devices // fixed
+    product = 1
+    for n in shape.values():
+        product *= n
+    _require(product == num_devices,
+             f"runtime.mesh={shape} has {product} devices but {num_devices} are available; "
+             f"set one axis to -1, e.g. --config.runtime.mesh.fsdp=-1")
+    return shape
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
              process_count: int = 1) -> None:
-  """Checks `config` before anything heavy runs; raises ConfigError naming the first problem.
+    """Checks `config` before anything heavy runs; raises ConfigError naming the first problem.
 
-  Args:
-    config: the experiment config (any job).
-    num_devices: devices in the mesh (XLA) or processes (torchrun); None skips the device-count checks.
-    process_count: hosts (XLA) / ranks; the global batch is split across them.
-  """
-  _one_of(config.job, JOBS, "job")
-  for key in all_keys(config):
-    value = config[key] if "." not in key else _get(config, key)
-    if isinstance(value, str) and PLACEHOLDER in value:
-      raise ConfigError(f"{key}={value!r} still names the placeholder bucket; point it at your copy, e.g. "
-                        f"--{_flag(key)}=gs://my-bucket/... (README: 'Data and released checkpoints')")
-  _require(config.runtime.backend != "tpu", "runtime.backend='tpu': TPUs run through torch_xla, use 'xla' (or 'auto')")
-  _one_of(config.runtime.backend, BACKENDS, "runtime.backend")
-  _one_of(config.runtime.param_sharding, ("fsdp", "replicate"), "runtime.param_sharding")
-  _one_of(config.runtime.precision, ("fp32", "bf16"), "runtime.precision")
-  _one_of(config.runtime.rng, ("device", "host"), "runtime.rng")
-  for rule in config.runtime.sharding_rules:
-    _require(len(rule) == 2 and isinstance(rule[0], str),
-             f"runtime.sharding_rules entry {rule!r} must be (name_regex, partition_spec_tuple)")
-  mesh = resolve_mesh(config.runtime.mesh, num_devices) if num_devices else None
-  if "train" in config:
-    batch = config.train.global_batch_size
-    accum = config.train.grad_accum_steps
-    _require(batch >= 1 and accum >= 1, "train.global_batch_size and train.grad_accum_steps must be >= 1")
-    _require(batch % accum == 0,
-             f"train.global_batch_size={batch} is not divisible by train.grad_accum_steps={accum}")
-    t = config.train
-    _one_of(t.lr_schedule.type, ("constant", "linear", "cosine"), "train.lr_schedule.type")
-    _one_of(t.lr_schedule.unit, ("epoch", "step"), "train.lr_schedule.unit")
-    for field in ("log_every", "checkpoint_every", "keep_checkpoints", "num_sample_images"):
-      _require(t[field] >= 1, f"train.{field}={t[field]} must be >= 1")
-    _require(t.sample_every >= 0, f"train.sample_every={t.sample_every} must be >= 0 (0 = no previews)")
-    _require(t.max_steps > 0 or t.epochs > 0, "set train.epochs > 0 or train.max_steps > 0")
-    _require(0.0 <= t.ema_decay <= 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1]")
-    _require(not t.init_from or t.init_from.startswith("gs://") or os.path.exists(os.path.expanduser(t.init_from)),
-             f"train.init_from={t.init_from!r} does not exist; give a local or gs:// stage2_model.pt, or ''")
-    micro = batch // accum
-    shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
-    _require(micro % shards == 0,
-             f"the micro-batch {micro} (train.global_batch_size / grad_accum_steps) is not divisible by the "
-             f"{shards} batch shards (mesh data x fsdp, or processes); pick a multiple of {shards}")
-  if "model" in config:
-    _one_of(config.model.arch, ("ditdh", "lightningdit"), "model.arch")
-  if "flow" in config:
-    _one_of(config.flow.time_dist, ("logit_normal", "uniform"), "flow.time_dist")
-    _require(config.flow.sigma > 0, f"flow.sigma={config.flow.sigma} must be > 0")
-  if "sample" in config:
-    _one_of(config.sample.method, ("euler", "heun", "midpoint", "sde"), "sample.method")
-    _require(config.sample.num_steps >= 2, "sample.num_steps counts grid points and must be >= 2")
-    g = config.sample.guidance
-    _one_of(g.method, ("none", "cfg", "autoguidance"), "sample.guidance.method")
-    _require(0.0 <= g.t_min < g.t_max <= 1.0,
-             f"sample.guidance needs 0 <= t_min < t_max <= 1, got [{g.t_min}, {g.t_max}]")
-  if "rae" in config:
-    _one_of(config.rae.encoder, ("dinov2", "siglip2", "mae"), "rae.encoder")
-    for field in ("decoder_weights", "stats"):
-      path = config.rae[field]
-      _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
-               f"rae.{field}={path!r} does not exist; give a local or gs:// path, or '' for none")
-  if "data" in config:
-    from rae_xla import data  # Deferred: tfds imports take ~2 s.
-    try:
-      data.validate_data_config(config.data)
-    except ValueError as e:
-      raise ConfigError(str(e)) from e
+    Args:
+      config: the experiment config (any job).
+      num_devices: devices in the mesh (XLA) or processes (torchrun); None skips the device-count checks.
+      process_count: hosts (XLA) / ranks; the global batch is split across them.
+    """
+    _one_of(config.job, JOBS, "job")
+    for key in all_keys(config):
+        value = config[key] if "." not in key else _get(config, key)
+        if isinstance(value, str) and PLACEHOLDER in value:
+            raise ConfigError(f"{key}={value!r} still names the placeholder bucket; point it at your copy, e.g. "
+                              f"--{_flag(key)}=gs://my-bucket/... (README: 'Data and released checkpoints')")
+    _require(config.runtime.backend != "tpu", "runtime.backend='tpu': TPUs run through torch_xla, use 'xla' (or 'auto')")
+    _one_of(config.runtime.backend, BACKENDS, "runtime.backend")
+    _one_of(config.runtime.param_sharding, ("fsdp", "replicate"), "runtime.param_sharding")
+    _one_of(config.runtime.precision, ("fp32", "bf16"), "runtime.precision")
+    _one_of(config.runtime.rng, ("device", "host"), "runtime.rng")
+    for rule in config.runtime.sharding_rules:
+        _require(len(rule) == 2 and isinstance(rule[0], str),
+                 f"runtime.sharding_rules entry {rule!r} must be (name_regex, partition_spec_tuple)")
+    mesh = resolve_mesh(config.runtime.mesh, num_devices) if num_devices else None
+    if "train" in config:
+        batch = config.train.global_batch_size
+        accum = config.train.grad_accum_steps
+        _require(batch >= 1 and accum >= 1, "train.global_batch_size and train.grad_accum_steps must be >= 1")
+        _require(batch % accum == 0,
+                 f"train.global_batch_size={batch} is not divisible by train.grad_accum_steps={accum}")
+        t = config.train
+        _one_of(t.lr_schedule.type, ("constant", "linear", "cosine"), "train.lr_schedule.type")
+        _one_of(t.lr_schedule.unit, ("epoch", "step"), "train.lr_schedule.unit")
+        for field in ("log_every", "checkpoint_every", "keep_checkpoints", "num_sample_images"):
+            _require(t[field] >= 1, f"train.{field}={t[field]} must be >= 1")
+        _require(t.sample_every >= 0, f"train.sample_every={t.sample_every} must be >= 0 (0 = no previews)")
+        _require(t.max_steps > 0 or t.epochs > 0, "set train.epochs > 0 or train.max_steps > 0")
+        _require(0.0 <= t.ema_decay <= 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1]")
+        _require(not t.init_from or t.init_from.startswith("gs://") or os.path.exists(os.path.expanduser(t.init_from)),
+                 f"train.init_from={t.init_from!r} does not exist; give a local or gs:// stage2_model.pt, or ''")
+        micro = batch // accum
+        shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
+        _require(micro % shards == 0,
+                 f"the micro-batch {micro} (train.global_batch_size / grad_accum_steps) is not divisible by the "
+                 f"{shards} batch shards (mesh data x fsdp, or processes); pick a multiple of {shards}")
+    if "model" in config:
+        _one_of(config.model.arch, ("ditdh", "lightningdit"), "model.arch")
+    if "flow" in config:
+        _one_of(config.flow.time_dist, ("logit_normal", "uniform"), "flow.time_dist")
+        _require(config.flow.sigma > 0, f"flow.sigma={config.flow.sigma} must be > 0")
+    if "sample" in config:
+        _one_of(config.sample.method, ("euler", "heun", "midpoint", "sde"), "sample.method")
+        _require(config.sample.num_steps >= 2, "sample.num_steps counts grid points and must be >= 2")
+        g = config.sample.guidance
+        _one_of(g.method, ("none", "cfg", "autoguidance"), "sample.guidance.method")
+        _require(0.0 <= g.t_min < g.t_max <= 1.0,
+                 f"sample.guidance needs 0 <= t_min < t_max <= 1, got [{g.t_min}, {g.t_max}]")
+    if "rae" in config:
+        _one_of(config.rae.encoder, ("dinov2", "siglip2", "mae"), "rae.encoder")
+        for field in ("decoder_weights", "stats"):
+            path = config.rae[field]
+            _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
+                     f"rae.{field}={path!r} does not exist; give a local or gs:// path, or '' for none")
+    if "data" in config:
+        from rae_xla import data  # Deferred: tfds imports take ~2 s.
+        try:
+            data.validate_data_config(config.data)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -349,47 +349,47 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
-  node = config
-  for part in dotted.split("."):
-    node = node[part]
-  return node
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
 
 
 def _flag(dotted: str) -> str:
-  return f"config.{dotted}"
+    return f"config.{dotted}"
 
 
 def all_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-  """Every dotted key of `config` (leaves and blocks), e.g. ['train', 'train.global_batch_size', ...]."""
-  keys = []
-  for key, value in config.items():
-    dotted = f"{prefix}{key}"
-    keys.append(dotted)
-    if isinstance(value, ml_collections.ConfigDict):
-      keys.extend(all_keys(value, dotted + "."))
-  return keys
+    """Every dotted key of `config` (leaves and blocks), e.g. ['train', 'train.global_batch_size', ...]."""
+    keys = []
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        keys.append(dotted)
+        if isinstance(value, ml_collections.ConfigDict):
+            keys.extend(all_keys(value, dotted + "."))
+    return keys
 
 
 def unknown_key_message(config: ml_collections.ConfigDict, dotted: str) -> str | None:
-  """For `--config.<dotted>=...`: None if the key exists, else an error naming its nearest valid neighbours."""
-  node: Any = config
-  parts = dotted.split(".")
-  for depth, part in enumerate(parts):
-    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      prefix = ".".join(parts[:depth])
-      siblings = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-      near = difflib.get_close_matches(part, siblings, n=3, cutoff=0.5)
-      near_full = difflib.get_close_matches(dotted, all_keys(config), n=3, cutoff=0.6)
-      suggestions = [f"{prefix}.{n}" if prefix else n for n in near] or near_full
-      where = f"config.{prefix}" if prefix else "the config"
-      msg = f"unknown config key 'config.{dotted}': {where} has no field {part!r}."
-      if suggestions:
-        msg += " Nearest valid keys: " + ", ".join(f"config.{s}" for s in suggestions) + "."
-      return msg
-    node = node[part]
-  return None
+    """For `--config.<dotted>=...`: None if the key exists, else an error naming its nearest valid neighbours."""
+    node: Any = config
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            prefix = ".".join(parts[:depth])
+            siblings = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+            near = difflib.get_close_matches(part, siblings, n=3, cutoff=0.5)
+            near_full = difflib.get_close_matches(dotted, all_keys(config), n=3, cutoff=0.6)
+            suggestions = [f"{prefix}.{n}" if prefix else n for n in near] or near_full
+            where = f"config.{prefix}" if prefix else "the config"
+            msg = f"unknown config key 'config.{dotted}': {where} has no field {part!r}."
+            if suggestions:
+                msg += " Nearest valid keys: " + ", ".join(f"config.{s}" for s in suggestions) + "."
+            return msg
+        node = node[part]
+    return None
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
-  """The resolved config as indented JSON (tuples become lists)."""
-  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+    """The resolved config as indented JSON (tuples become lists)."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)

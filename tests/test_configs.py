@@ -18,58 +18,58 @@ VARIANTS = {"ditdh_xl.py": ["", "res=512"], "ditdh_s.py": ["", "res=512,epochs=1
 
 
 def load(path, arg=""):
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+    spec = importlib.util.spec_from_file_location("cfg", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None)
 
 
 def with_local_paths(config, tmp_path):
-  """Points the ImageNet/released-checkpoint paths at local stand-ins (the real ones need a bucket)."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  if "data" in config:
-    config.data = config_lib.data_block(source="synthetic", data_dir=str(tmp_path / "tfds"), image_size=64,
-                                        synthetic_num_images=100, num_workers=0)
-  if "rae" in config:
-    config.rae.decoder_weights = ""
-    config.rae.stats = ""
-  return config
+    """Points the ImageNet/released-checkpoint paths at local stand-ins (the real ones need a bucket)."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    if "data" in config:
+        config.data = config_lib.data_block(source="synthetic", data_dir=str(tmp_path / "tfds"), image_size=64,
+                                            synthetic_num_images=100, num_workers=0)
+    if "rae" in config:
+        config.rae.decoder_weights = ""
+        config.rae.stats = ""
+    return config
 
 
 def test_every_config_file_has_variants_listed():
-  assert {os.path.basename(p) for p in CONFIG_FILES} == set(VARIANTS)
+    assert {os.path.basename(p) for p in CONFIG_FILES} == set(VARIANTS)
 
 
 @pytest.mark.parametrize("path,arg", [(p, a) for p in CONFIG_FILES for a in VARIANTS[os.path.basename(p)]])
 def test_config_builds_and_validates(path, arg, tmp_path):
-  config = load(path, arg)
-  assert config.job in config_lib.JOBS
-  config_lib.validate(with_local_paths(config, tmp_path), num_devices=8 if "train" not in config else
-                      max(1, 8 if config.train.global_batch_size % 8 == 0 else 1))
+    config = load(path, arg)
+    assert config.job in config_lib.JOBS
+    config_lib.validate(with_local_paths(config, tmp_path), num_devices=8 if "train" not in config else
+                        max(1, 8 if config.train.global_batch_size % 8 == 0 else 1))
 
 
 def test_released_configs_refuse_the_placeholder_bucket():
-  config = load(os.path.join(REPO, "configs", "ditdh_xl.py"))
-  with pytest.raises(config_lib.ConfigError, match="placeholder bucket"):
-    config_lib.validate(config)
+    config = load(os.path.join(REPO, "configs", "ditdh_xl.py"))
+    with pytest.raises(config_lib.ConfigError, match="placeholder bucket"):
+        config_lib.validate(config)
 
 
 def test_res_512_variant_uses_32x32_latents():
-  config = load(os.path.join(REPO, "configs", "ditdh_xl.py"), "res=512")
-  assert config.model.input_size == 32 and config.rae.encoder_input_size == 448
-  assert "i512" in config.rae.decoder_weights and config.model.hidden_size == (1152, 2048)
+    config = load(os.path.join(REPO, "configs", "ditdh_xl.py"), "res=512")
+    assert config.model.input_size == 32 and config.rae.encoder_input_size == 448
+    assert "i512" in config.rae.decoder_weights and config.model.hidden_size == (1152, 2048)
 
 
 def test_overrides_apply_and_are_typed():
-  fv = flags.FlagValues()
-  path = os.path.join(REPO, "configs", "quickstart.py")
-  argv = ["prog", f"--config={path}:steps=7", "--config.train.global_batch_size=32",
-          "--config.runtime.mesh.data=2", "--config.flow.shift=2.5", "--config.model.hidden_size=(32,64)"]
-  holder = config_flags.DEFINE_config_file("config", None, flag_values=fv, lock_config=True, sys_argv=argv)
-  fv(argv)
-  config = holder.value
-  assert config.train.max_steps == 7 and config.train.global_batch_size == 32
-  assert config.runtime.mesh.data == 2 and config.flow.shift == 2.5 and config.model.hidden_size == (32, 64)
+    fv = flags.FlagValues()
+    path = os.path.join(REPO, "configs", "quickstart.py")
+    argv = ["prog", f"--config={path}:steps=7", "--config.train.global_batch_size=32",
+            "--config.runtime.mesh.data=2", "--config.flow.shift=2.5", "--config.model.hidden_size=(32,64)"]
+    holder = config_flags.DEFINE_config_file("config", None, flag_values=fv, lock_config=True, sys_argv=argv)
+    fv(argv)
+    config = holder.value
+    assert config.train.max_steps == 7 and config.train.global_batch_size == 32
+    assert config.runtime.mesh.data == 2 and config.flow.shift == 2.5 and config.model.hidden_size == (32, 64)
 
 
 @pytest.mark.parametrize("override,message", [
@@ -81,37 +81,37 @@ def test_overrides_apply_and_are_typed():
     ("--config.sample.guidance.method=cgf", "did you mean 'cfg'"),
 ])
 def test_bad_overrides_give_one_clear_line(override, message):
-  result = run_python(["-m", "rae_xla.main", "--config=configs/quickstart.py", "--workdir=/tmp/rae_xla_unused",
-                       "--config.runtime.backend=cpu", override], check=False)
-  assert result.returncode != 0
-  assert message in result.stderr, result.stderr[-2000:]
-  assert "Traceback" not in result.stderr
+    result = run_python(["-m", "rae_xla.main", "--config=configs/quickstart.py", "--workdir=/tmp/rae_xla_unused",
+                         "--config.runtime.backend=cpu", override], check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
 
 
 def test_parse_arg_types_and_errors():
-  a = config_lib.parse_arg("res=512,runlocal", res=256, runlocal=False, lr=0.1)
-  assert a.res == 512 and a.runlocal is True and a.lr == 0.1
-  with pytest.raises(config_lib.ConfigError, match="unknown config argument 'rez'"):
-    config_lib.parse_arg("rez=512", res=256)
-  with pytest.raises(config_lib.ConfigError, match="must be a int"):
-    config_lib.parse_arg("res=big", res=256)
+    a = config_lib.parse_arg("res=512,runlocal", res=256, runlocal=False, lr=0.1)
+    assert a.res == 512 and a.runlocal is True and a.lr == 0.1
+    with pytest.raises(config_lib.ConfigError, match="unknown config argument 'rez'"):
+        config_lib.parse_arg("rez=512", res=256)
+    with pytest.raises(config_lib.ConfigError, match="must be a int"):
+        config_lib.parse_arg("res=big", res=256)
 
 
 def test_validate_catches_batch_not_divisible_and_mesh_mismatch(tmp_path):
-  config = with_local_paths(load(os.path.join(REPO, "configs", "quickstart.py")), tmp_path)
-  config.train.global_batch_size = 12
-  with pytest.raises(config_lib.ConfigError, match="not divisible by the 8 batch shards"):
-    config_lib.validate(config, num_devices=8)
-  config.train.global_batch_size, config.train.grad_accum_steps = 16, 3
-  with pytest.raises(config_lib.ConfigError, match="not divisible by train.grad_accum_steps"):
-    config_lib.validate(config)
-  assert config_lib.resolve_mesh({"data": 2, "fsdp": -1}, 8) == {"data": 2, "fsdp": 4}
-  with pytest.raises(config_lib.ConfigError, match="not divisible"):
-    config_lib.resolve_mesh({"data": 3, "fsdp": -1}, 8)
+    config = with_local_paths(load(os.path.join(REPO, "configs", "quickstart.py")), tmp_path)
+    config.train.global_batch_size = 12
+    with pytest.raises(config_lib.ConfigError, match="not divisible by the 8 batch shards"):
+        config_lib.validate(config, num_devices=8)
+    config.train.global_batch_size, config.train.grad_accum_steps = 16, 3
+    with pytest.raises(config_lib.ConfigError, match="not divisible by train.grad_accum_steps"):
+        config_lib.validate(config)
+    assert config_lib.resolve_mesh({"data": 2, "fsdp": -1}, 8) == {"data": 2, "fsdp": 4}
+    with pytest.raises(config_lib.ConfigError, match="not divisible"):
+        config_lib.resolve_mesh({"data": 3, "fsdp": -1}, 8)
 
 
 def test_info_job_writes_the_resolved_config(tmp_path):
-  result = run_python(["-m", "rae_xla.main", "--config=configs/info.py", f"--workdir={tmp_path}",
-                       "--config.runtime.mesh.data=2"], xla_devices=4)
-  assert "mesh           {'data': 2, 'fsdp': 2}" in result.stderr
-  assert '"data": 2' in (tmp_path / "config.json").read_text()
+    result = run_python(["-m", "rae_xla.main", "--config=configs/info.py", f"--workdir={tmp_path}",
+                         "--config.runtime.mesh.data=2"], xla_devices=4)
+    assert "mesh           {'data': 2, 'fsdp': 2}" in result.stderr
+    assert '"data": 2' in (tmp_path / "config.json").read_text()

@@ -16,29 +16,29 @@ SOURCES = ('synthetic', 'tfds', 'folder')
 
 
 def field(data_cfg: Any, key: str) -> Any:
-  """config.data[key] for a ConfigDict or a plain dict; a missing field is an error, never a default."""
-  try:
-    value = data_cfg[key]
-  except (KeyError, AttributeError) as error:
-    raise ValueError(f'config.data.{key} is missing; every field of config.data must be set '
-                     f'(fields: {", ".join(FIELDS)}).') from error
-  if key == 'data_dir' and not str(value).startswith('gs://'):
-    value = os.path.expanduser(value)  # '~/.cache/...' must not become a folder named '~'.
-  return value
+    """config.data[key] for a ConfigDict or a plain dict; a missing field is an error, never a default."""
+    try:
+        value = data_cfg[key]
+    except (KeyError, AttributeError) as error:
+        raise ValueError(f'config.data.{key} is missing; every field of config.data must be set '
+                         f'(fields: {", ".join(FIELDS)}).') from error
+    if key == 'data_dir' and not str(value).startswith('gs://'):
+        value = os.path.expanduser(value)  # '~/.cache/...' must not become a folder named '~'.
+    return value
 
 
 def open_source(data_cfg: Any) -> sources.Source:
-  """Opens the dataset config.data describes (building the synthetic one on first use).
+    """Opens the dataset config.data describes (building the synthetic one on first use).
 
-  Returns a Source: len(), .num_classes, [i] -> (uint8 (H, W, 3) ndarray, int label), read_encoded(indices).
-  """
-  kind, data_dir, split = field(data_cfg, 'source'), field(data_cfg, 'data_dir'), field(data_cfg, 'split')
-  if kind == 'tfds':
-    return sources.TfdsSource(sources.find_tfds_version_dir(data_dir, field(data_cfg, 'name')), split)
-  if kind == 'folder':
-    return sources.FolderSource(sources.resolve_folder_root(data_dir, split))
-  if kind == 'synthetic':
-    dataset_dir = synthetic.ensure_built(data_dir, field(data_cfg, 'name'), field(data_cfg, 'synthetic_num_classes'),
-                                         field(data_cfg, 'synthetic_num_images'), field(data_cfg, 'image_size'))
-    return sources.TfdsSource(dataset_dir, split)
-  raise ValueError(f'config.data.source={kind!r} is not one of {SOURCES}.')
+    Returns a Source: len(), .num_classes, [i] -> (uint8 (H, W, 3) ndarray, int label), read_encoded(indices).
+    """
+    kind, data_dir, split = field(data_cfg, 'source'), field(data_cfg, 'data_dir'), field(data_cfg, 'split')
+    if kind == 'tfds':
+        return sources.TfdsSource(sources.find_tfds_version_dir(data_dir, field(data_cfg, 'name')), split)
+    if kind == 'folder':
+        return sources.FolderSource(sources.resolve_folder_root(data_dir, split))
+    if kind == 'synthetic':
+        dataset_dir = synthetic.ensure_built(data_dir, field(data_cfg, 'name'), field(data_cfg, 'synthetic_num_classes'),
+                                             field(data_cfg, 'synthetic_num_images'), field(data_cfg, 'image_size'))
+        return sources.TfdsSource(dataset_dir, split)
+    raise ValueError(f'config.data.source={kind!r} is not one of {SOURCES}.')

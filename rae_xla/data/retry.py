@@ -23,25 +23,25 @@ PERMANENT_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotAD
 
 def retry_call(fn: Callable[[], T], what: str, attempts: int = DEFAULT_ATTEMPTS,
                first_wait_s: float = DEFAULT_FIRST_WAIT_S) -> T:
-  """Calls fn(); on a non-permanent exception waits and retries, re-raising the last error.
+    """Calls fn(); on a non-permanent exception waits and retries, re-raising the last error.
 
-  Args:
-    fn: the zero-argument call to make.
-    what: a short description for the log line, e.g. 'read 64 records of gs://b/x/train'.
-    attempts: total tries (>= 1).
-    first_wait_s: wait before the second try; doubles each time.
-  """
-  wait_s = first_wait_s
-  for attempt in range(1, attempts + 1):
-    try:
-      return fn()
-    except PERMANENT_ERRORS:
-      raise
-    except Exception as error:  # pylint: disable=broad-except
-      if attempt == attempts:
-        raise
-      logging.warning('%s failed (attempt %d/%d: %s: %s); retrying in %.1f s', what, attempt, attempts,
-                      type(error).__name__, error, wait_s)
-      time.sleep(wait_s)
-      wait_s *= 2
-  raise AssertionError('unreachable')
+    Args:
+      fn: the zero-argument call to make.
+      what: a short description for the log line, e.g. 'read 64 records of gs://b/x/train'.
+      attempts: total tries (>= 1).
+      first_wait_s: wait before the second try; doubles each time.
+    """
+    wait_s = first_wait_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except PERMANENT_ERRORS:
+            raise
+        except Exception as error:  # pylint: disable=broad-except
+            if attempt == attempts:
+                raise
+            logging.warning('%s failed (attempt %d/%d: %s: %s); retrying in %.1f s', what, attempt, attempts,
+                            type(error).__name__, error, wait_s)
+            time.sleep(wait_s)
+            wait_s *= 2
+    raise AssertionError('unreachable')

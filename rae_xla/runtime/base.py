@@ -15,126 +15,126 @@ from torch import nn
 
 
 class Runtime(abc.ABC):
-  """One backend. Attributes are fixed after construction.
+    """One backend. Attributes are fixed after construction.
 
-  Attributes:
-    kind: 'xla' | 'cuda' | 'cpu'.
-    device: where tensors live (`xla:0` under SPMD, `cuda:<local rank>`, `cpu`).
-    process_index, process_count: this host (XLA) or rank (torchrun) and how many there are. Data loading
-      splits each global batch over processes.
-    num_devices: devices that share the global batch (the XLA mesh size, or the torchrun world size).
-    mesh_shape: {'data': d, 'fsdp': f} with d*f == num_devices.
-  """
+    Attributes:
+      kind: 'xla' | 'cuda' | 'cpu'.
+      device: where tensors live (`xla:0` under SPMD, `cuda:<local rank>`, `cpu`).
+      process_index, process_count: this host (XLA) or rank (torchrun) and how many there are. Data loading
+        splits each global batch over processes.
+      num_devices: devices that share the global batch (the XLA mesh size, or the torchrun world size).
+      mesh_shape: {'data': d, 'fsdp': f} with d*f == num_devices.
+    """
 
-  kind: str
-  device: torch.device
-  process_index: int
-  process_count: int
-  num_devices: int
-  mesh_shape: dict[str, int]
-  device_kind: str  # e.g. 'TPU v5p', 'NVIDIA H100 80GB HBM3', 'cpu': picks the peak FLOP/s for MFU.
+    kind: str
+    device: torch.device
+    process_index: int
+    process_count: int
+    num_devices: int
+    mesh_shape: dict[str, int]
+    device_kind: str  # e.g. 'TPU v5p', 'NVIDIA H100 80GB HBM3', 'cpu': picks the peak FLOP/s for MFU.
 
-  @property
-  def is_main(self) -> bool:
-    """Process 0 writes config, metrics and checkpoint markers."""
-    return self.process_index == 0
+    @property
+    def is_main(self) -> bool:
+        """Process 0 writes config, metrics and checkpoint markers."""
+        return self.process_index == 0
 
-  def per_process_batch(self, global_batch: int) -> int:
-    """Rows of each global batch that this process loads."""
-    if global_batch % self.process_count:
-      raise ValueError(f"global batch {global_batch} is not divisible by {self.process_count} processes")
-    return global_batch // self.process_count
+    def per_process_batch(self, global_batch: int) -> int:
+        """Rows of each global batch that this process loads."""
+        if global_batch % self.process_count:
+            raise ValueError(f"global batch {global_batch} is not divisible by {self.process_count} processes")
+        return global_batch // self.process_count
 
-  # --- Model placement -----------------------------------------------------------------------------------------
+    # --- Model placement -----------------------------------------------------------------------------------------
 
-  @abc.abstractmethod
-  def shard_model(self, model: nn.Module) -> nn.Module:
-    """Moves `model` to the device and shards it (XLA: mark_sharding per rule; torch: DDP/FSDP2 when
-    distributed). Returns the module the step should call (possibly a wrapper)."""
+    @abc.abstractmethod
+    def shard_model(self, model: nn.Module) -> nn.Module:
+        """Moves `model` to the device and shards it (XLA: mark_sharding per rule; torch: DDP/FSDP2 when
+        distributed). Returns the module the step should call (possibly a wrapper)."""
 
-  @abc.abstractmethod
-  def place_frozen(self, model: nn.Module, *, like_trainable: bool = False) -> nn.Module:
-    """Moves a frozen module to the device without a gradient-synchronising wrapper. `like_trainable=True`
-    (the EMA copy) lays its parameters out exactly like `shard_model` does, so element-wise updates between the
-    two need no communication; otherwise (the encoder) the default layout of the backend is used."""
+    @abc.abstractmethod
+    def place_frozen(self, model: nn.Module, *, like_trainable: bool = False) -> nn.Module:
+        """Moves a frozen module to the device without a gradient-synchronising wrapper. `like_trainable=True`
+        (the EMA copy) lays its parameters out exactly like `shard_model` does, so element-wise updates between the
+        two need no communication; otherwise (the encoder) the default layout of the backend is used."""
 
-  @abc.abstractmethod
-  def device_batches(self, host_batches: Iterable[Mapping[str, torch.Tensor]]) -> Iterator[dict]:
-    """Turns this process's slices of global batches (host tensors, batch dim first) into device batches,
-    globally sharded over the mesh on XLA."""
+    @abc.abstractmethod
+    def device_batches(self, host_batches: Iterable[Mapping[str, torch.Tensor]]) -> Iterator[dict]:
+        """Turns this process's slices of global batches (host tensors, batch dim first) into device batches,
+        globally sharded over the mesh on XLA."""
 
-  def unwrap(self, model: nn.Module) -> nn.Module:
-    """The plain module inside a DDP wrapper (identity elsewhere): use it for state dicts and EMA."""
-    return model
+    def unwrap(self, model: nn.Module) -> nn.Module:
+        """The plain module inside a DDP wrapper (identity elsewhere): use it for state dicts and EMA."""
+        return model
 
-  # --- The step ------------------------------------------------------------------------------------------------
+    # --- The step ------------------------------------------------------------------------------------------------
 
-  @abc.abstractmethod
-  def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:
-    """Wraps a step function: XLA traces it into one graph per input signature (strict mode raises on a host
-    sync inside it, or on more than `max_graphs` graphs); torch optionally uses torch.compile."""
+    @abc.abstractmethod
+    def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:
+        """Wraps a step function: XLA traces it into one graph per input signature (strict mode raises on a host
+        sync inside it, or on more than `max_graphs` graphs); torch optionally uses torch.compile."""
 
-  @abc.abstractmethod
-  def read_on_host(self, tensors: Mapping[str, torch.Tensor], callback: Callable[[dict], None]) -> None:
-    """Calls `callback({name: float})` once `tensors` are computed, without stalling the step loop on XLA
-    (a step closure). Values are already global means (SPMD) or averaged over ranks (torchrun)."""
+    @abc.abstractmethod
+    def read_on_host(self, tensors: Mapping[str, torch.Tensor], callback: Callable[[dict], None]) -> None:
+        """Calls `callback({name: float})` once `tensors` are computed, without stalling the step loop on XLA
+        (a step closure). Values are already global means (SPMD) or averaged over ranks (torchrun)."""
 
-  def autocast(self, precision: str):
-    """Context for the forward pass: bf16 autocast when precision == 'bf16'."""
-    if precision == "fp32":
-      return contextlib.nullcontext()
-    return torch.autocast(self.autocast_device_type, dtype=torch.bfloat16)
+    def autocast(self, precision: str):
+        """Context for the forward pass: bf16 autocast when precision == 'bf16'."""
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.autocast_device_type, dtype=torch.bfloat16)
 
-  @property
-  def autocast_device_type(self) -> str:
-    return self.kind
+    @property
+    def autocast_device_type(self) -> str:
+        return self.kind
 
-  # --- Synchronisation, randomness, diagnostics -------------------------------------------------------------------
+    # --- Synchronisation, randomness, diagnostics -------------------------------------------------------------------
 
-  @abc.abstractmethod
-  def barrier(self, tag: str) -> None:
-    """Blocks until every process reaches the same tag (a no-op with one process)."""
+    @abc.abstractmethod
+    def barrier(self, tag: str) -> None:
+        """Blocks until every process reaches the same tag (a no-op with one process)."""
 
-  @abc.abstractmethod
-  def wait(self) -> None:
-    """Blocks until queued device work is finished (use before timing)."""
+    @abc.abstractmethod
+    def wait(self) -> None:
+        """Blocks until queued device work is finished (use before timing)."""
 
-  def broadcast_int(self, value: int) -> int:
-    """Process 0's `value` on every process (single process: `value`)."""
-    return value
+    def broadcast_int(self, value: int) -> int:
+        """Process 0's `value` on every process (single process: `value`)."""
+        return value
 
-  def any_process(self, flag: bool) -> bool:
-    """True on every process if `flag` is True on any (a host collective; no device sync)."""
-    return flag
+    def any_process(self, flag: bool) -> bool:
+        """True on every process if `flag` is True on any (a host collective; no device sync)."""
+        return flag
 
-  @abc.abstractmethod
-  def seed(self, seed: int) -> None:
-    """Seeds the device random generator (the host generators are seeded by the trainer)."""
+    @abc.abstractmethod
+    def seed(self, seed: int) -> None:
+        """Seeds the device random generator (the host generators are seeded by the trainer)."""
 
-  def compile_stats(self) -> dict[str, Any]:
-    """Compile counters: XLA {'graphs', 'compile_seconds'}; empty elsewhere."""
-    return {}
+    def compile_stats(self) -> dict[str, Any]:
+        """Compile counters: XLA {'graphs', 'compile_seconds'}; empty elsewhere."""
+        return {}
 
-  def compile_stats_scalars(self) -> dict[str, float]:
-    """The compile counters worth logging with the metrics (host counters, no device sync)."""
-    stats = self.compile_stats()
-    return {"compiled_graphs": float(stats["graphs"])} if "graphs" in stats else {}
+    def compile_stats_scalars(self) -> dict[str, float]:
+        """The compile counters worth logging with the metrics (host counters, no device sync)."""
+        stats = self.compile_stats()
+        return {"compiled_graphs": float(stats["graphs"])} if "graphs" in stats else {}
 
-  # --- Checkpoint storage (rae_xla/checkpoint/manager.py adds steps, atomicity and retention) ------------------
+    # --- Checkpoint storage (rae_xla/checkpoint/manager.py adds steps, atomicity and retention) ------------------
 
-  @abc.abstractmethod
-  def save_state(self, path: str, state: dict[str, Any]) -> None:
-    """Writes a (sharded) state dict with torch.distributed.checkpoint into directory `path` (local or gs://);
-    every process writes its own shards."""
+    @abc.abstractmethod
+    def save_state(self, path: str, state: dict[str, Any]) -> None:
+        """Writes a (sharded) state dict with torch.distributed.checkpoint into directory `path` (local or gs://);
+        every process writes its own shards."""
 
-  @abc.abstractmethod
-  def load_state(self, path: str, state: dict[str, Any]) -> None:
-    """Loads `path` into `state` in place, resharding to the current mesh/world. Optimizer entries of `state`
-    must already hold their tensors (see `prime_optimizer`)."""
+    @abc.abstractmethod
+    def load_state(self, path: str, state: dict[str, Any]) -> None:
+        """Loads `path` into `state` in place, resharding to the current mesh/world. Optimizer entries of `state`
+        must already hold their tensors (see `prime_optimizer`)."""
 
-  @abc.abstractmethod
-  def prime_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-    """Creates the optimizer's state tensors (zero) so that `load_state` can fill them in place."""
+    @abc.abstractmethod
+    def prime_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Creates the optimizer's state tensors (zero) so that `load_state` can fill them in place."""
 
-  def close(self) -> None:
-    """Releases process groups."""
+    def close(self) -> None:
+        """Releases process groups."""

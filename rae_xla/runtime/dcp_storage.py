@@ -9,15 +9,15 @@ from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, Fsspec
 
 
 def is_remote(path: str) -> bool:
-  return "://" in path
+    return "://" in path
 
 
 def writer_for(path: str) -> dcp.StorageWriter:
-  """A DCP writer for `path`: FileSystemWriter locally, FsspecWriter for gs:// (one file per process)."""
-  if is_remote(path):
-    return FsspecWriter(path, single_file_per_rank=True, sync_files=False)
-  return dcp.FileSystemWriter(path, single_file_per_rank=True)
+    """A DCP writer for `path`: FileSystemWriter locally, FsspecWriter for gs:// (one file per process)."""
+    if is_remote(path):
+        return FsspecWriter(path, single_file_per_rank=True, sync_files=False)
+    return dcp.FileSystemWriter(path, single_file_per_rank=True)
 
 
 def reader_for(path: str) -> dcp.StorageReader:
-  return FsspecReader(path) if is_remote(path) else dcp.FileSystemReader(path)
+    return FsspecReader(path) if is_remote(path) else dcp.FileSystemReader(path)

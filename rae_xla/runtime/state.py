@@ -19,30 +19,30 @@ from torch.distributed.checkpoint import state_dict as dcp_state_dict
 
 
 def _is_optimizer_entry(value: Any) -> bool:
-  return isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], torch.optim.Optimizer)
+    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], torch.optim.Optimizer)
 
 
 def to_dcp(state: dict[str, Any], unwrap: Callable[[nn.Module], nn.Module]) -> dict[str, Any]:
-  """Modules and (module, optimizer) pairs become state dicts whose tensors alias the live ones."""
-  out = {}
-  for key, value in state.items():
-    if isinstance(value, nn.Module):
-      out[key] = dcp_state_dict.get_model_state_dict(unwrap(value))
-    elif _is_optimizer_entry(value):
-      out[key] = {"state": dcp_state_dict.get_optimizer_state_dict(unwrap(value[0]), value[1])["state"]}
-    else:
-      out[key] = value
-  return out
+    """Modules and (module, optimizer) pairs become state dicts whose tensors alias the live ones."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, nn.Module):
+            out[key] = dcp_state_dict.get_model_state_dict(unwrap(value))
+        elif _is_optimizer_entry(value):
+            out[key] = {"state": dcp_state_dict.get_optimizer_state_dict(unwrap(value[0]), value[1])["state"]}
+        else:
+            out[key] = value
+    return out
 
 
 def from_dcp(state: dict[str, Any], loaded: dict[str, Any], unwrap: Callable[[nn.Module], nn.Module]) -> None:
-  """Copies `loaded` (filled by dcp.load) into the live modules/optimizers; plain entries are replaced."""
-  for key, value in state.items():
-    if isinstance(value, nn.Module):
-      dcp_state_dict.set_model_state_dict(unwrap(value), loaded[key])
-    elif _is_optimizer_entry(value):
-      current = dcp_state_dict.get_optimizer_state_dict(unwrap(value[0]), value[1])
-      current["state"] = loaded[key]["state"]  # Hyperparameters stay those of the current config.
-      dcp_state_dict.set_optimizer_state_dict(unwrap(value[0]), value[1], current)
-    else:
-      state[key] = loaded[key]
+    """Copies `loaded` (filled by dcp.load) into the live modules/optimizers; plain entries are replaced."""
+    for key, value in state.items():
+        if isinstance(value, nn.Module):
+            dcp_state_dict.set_model_state_dict(unwrap(value), loaded[key])
+        elif _is_optimizer_entry(value):
+            current = dcp_state_dict.get_optimizer_state_dict(unwrap(value[0]), value[1])
+            current["state"] = loaded[key]["state"]  # Hyperparameters stay those of the current config.
+            dcp_state_dict.set_optimizer_state_dict(unwrap(value[0]), value[1], current)
+        else:
+            state[key] = loaded[key]

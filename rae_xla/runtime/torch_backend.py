@@ -21,136 +21,136 @@ from rae_xla.runtime.base import Runtime
 
 
 class TorchRuntime(Runtime):
-  """`kind` is 'cuda' or 'cpu'; see `Runtime` for the contract of each method."""
+    """`kind` is 'cuda' or 'cpu'; see `Runtime` for the contract of each method."""
 
-  def __init__(self, cfg, kind: str):
-    self.kind = kind
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-      dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30))
-    self.process_index = dist.get_rank() if dist.is_initialized() else 0
-    self.process_count = dist.get_world_size() if dist.is_initialized() else 1
-    self.num_devices = self.process_count
-    if kind == "cuda":
-      local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-      torch.cuda.set_device(local_rank)
-      self.device = torch.device("cuda", local_rank)
-      self.device_kind = torch.cuda.get_device_name(self.device)
-      torch.backends.cuda.matmul.allow_tf32 = True  # The official trainer enables TF32 globally (REFERENCE §6.1).
-      torch.backends.cudnn.allow_tf32 = True
-    else:
-      self.device = torch.device("cpu")
-      self.device_kind = "cpu"
-    self.mesh_shape = resolve_mesh(cfg.mesh, self.num_devices)
-    self._cfg = cfg
+    def __init__(self, cfg, kind: str):
+        self.kind = kind
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30))
+        self.process_index = dist.get_rank() if dist.is_initialized() else 0
+        self.process_count = dist.get_world_size() if dist.is_initialized() else 1
+        self.num_devices = self.process_count
+        if kind == "cuda":
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local_rank)
+            self.device = torch.device("cuda", local_rank)
+            self.device_kind = torch.cuda.get_device_name(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True  # The official trainer enables TF32 globally (REFERENCE §6.1).
+            torch.backends.cudnn.allow_tf32 = True
+        else:
+            self.device = torch.device("cpu")
+            self.device_kind = "cpu"
+        self.mesh_shape = resolve_mesh(cfg.mesh, self.num_devices)
+        self._cfg = cfg
 
-  @property
-  def distributed(self) -> bool:
-    return self.process_count > 1
+    @property
+    def distributed(self) -> bool:
+        return self.process_count > 1
 
-  # --- Model placement -----------------------------------------------------------------------------------------
+    # --- Model placement -----------------------------------------------------------------------------------------
 
-  def shard_model(self, model: nn.Module) -> nn.Module:
-    model.to(self.device)
-    if not self.distributed:
-      return model
-    if self._cfg.param_sharding == "fsdp":
-      return self._fully_shard(model)
-    device_ids = [self.device.index] if self.kind == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    def shard_model(self, model: nn.Module) -> nn.Module:
+        model.to(self.device)
+        if not self.distributed:
+            return model
+        if self._cfg.param_sharding == "fsdp":
+            return self._fully_shard(model)
+        device_ids = [self.device.index] if self.kind == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
-  def place_frozen(self, model: nn.Module, *, like_trainable: bool = False) -> nn.Module:
-    model.to(self.device)
-    if like_trainable and self.distributed and self._cfg.param_sharding == "fsdp":
-      return self._fully_shard(model)  # EMA shards match the model's DTensor shards.
-    return model
+    def place_frozen(self, model: nn.Module, *, like_trainable: bool = False) -> nn.Module:
+        model.to(self.device)
+        if like_trainable and self.distributed and self._cfg.param_sharding == "fsdp":
+            return self._fully_shard(model)  # EMA shards match the model's DTensor shards.
+        return model
 
-  @staticmethod
-  def _fully_shard(model: nn.Module) -> nn.Module:
-    from torch.distributed.fsdp import fully_shard
-    for child in model.modules():  # Shard each block first so that its all-gather overlaps the previous one.
-      if isinstance(child, nn.ModuleList):
-        for block in child:
-          fully_shard(block)
-    return fully_shard(model)
+    @staticmethod
+    def _fully_shard(model: nn.Module) -> nn.Module:
+        from torch.distributed.fsdp import fully_shard
+        for child in model.modules():  # Shard each block first so that its all-gather overlaps the previous one.
+            if isinstance(child, nn.ModuleList):
+                for block in child:
+                    fully_shard(block)
+        return fully_shard(model)
 
-  def unwrap(self, model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    def unwrap(self, model: nn.Module) -> nn.Module:
+        return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
-  def device_batches(self, host_batches: Iterable[Mapping[str, torch.Tensor]]) -> Iterator[dict]:
-    pin = self.kind == "cuda"
-    for batch in host_batches:
-      yield {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin) for k, v in batch.items()}
+    def device_batches(self, host_batches: Iterable[Mapping[str, torch.Tensor]]) -> Iterator[dict]:
+        pin = self.kind == "cuda"
+        for batch in host_batches:
+            yield {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin) for k, v in batch.items()}
 
-  # --- The step ------------------------------------------------------------------------------------------------
+    # --- The step ------------------------------------------------------------------------------------------------
 
-  def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:
-    if self._cfg.torch_compile:
-      return torch.compile(fn, fullgraph=False, dynamic=False)
-    return fn
+    def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:
+        if self._cfg.torch_compile:
+            return torch.compile(fn, fullgraph=False, dynamic=False)
+        return fn
 
-  def read_on_host(self, tensors: Mapping[str, torch.Tensor], callback: Callable[[dict], None]) -> None:
-    # FSDP2's clip_grad_norm_ returns a replicated DTensor: take its (global) value.
-    local = [t.full_tensor() if hasattr(t, "full_tensor") else t for t in tensors.values()]
-    values = torch.stack([t.detach().float().reshape(()) for t in local])
-    if self.distributed:
-      dist.all_reduce(values)
-      values /= self.process_count
-    callback(dict(zip(tensors.keys(), values.tolist())))  # sync point: only at log intervals.
+    def read_on_host(self, tensors: Mapping[str, torch.Tensor], callback: Callable[[dict], None]) -> None:
+        # FSDP2's clip_grad_norm_ returns a replicated DTensor: take its (global) value.
+        local = [t.full_tensor() if hasattr(t, "full_tensor") else t for t in tensors.values()]
+        values = torch.stack([t.detach().float().reshape(()) for t in local])
+        if self.distributed:
+            dist.all_reduce(values)
+            values /= self.process_count
+        callback(dict(zip(tensors.keys(), values.tolist())))  # sync point: only at log intervals.
 
-  # --- Synchronisation, randomness, diagnostics -------------------------------------------------------------------
+    # --- Synchronisation, randomness, diagnostics -------------------------------------------------------------------
 
-  def barrier(self, tag: str) -> None:
-    if self.distributed:
-      dist.barrier()
+    def barrier(self, tag: str) -> None:
+        if self.distributed:
+            dist.barrier()
 
-  def wait(self) -> None:
-    if self.kind == "cuda":
-      torch.cuda.synchronize()
+    def wait(self) -> None:
+        if self.kind == "cuda":
+            torch.cuda.synchronize()
 
-  def broadcast_int(self, value: int) -> int:
-    if not self.distributed:
-      return value
-    t = torch.tensor([value], dtype=torch.int64, device=self.device)
-    dist.broadcast(t, src=0)
-    return int(t.item())
+    def broadcast_int(self, value: int) -> int:
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.broadcast(t, src=0)
+        return int(t.item())
 
-  def any_process(self, flag: bool) -> bool:
-    if not self.distributed:
-      return flag
-    t = torch.tensor([int(flag)], dtype=torch.int64, device=self.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    def any_process(self, flag: bool) -> bool:
+        if not self.distributed:
+            return flag
+        t = torch.tensor([int(flag)], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
-  def seed(self, seed: int) -> None:
-    if self.kind == "cuda":
-      torch.cuda.manual_seed(seed)
-    else:
-      torch.manual_seed(seed)
+    def seed(self, seed: int) -> None:
+        if self.kind == "cuda":
+            torch.cuda.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
 
-  # --- Checkpoint storage ----------------------------------------------------------------------------------------
+    # --- Checkpoint storage ----------------------------------------------------------------------------------------
 
-  def save_state(self, path: str, state: dict[str, Any]) -> None:
-    dcp.save(state_lib.to_dcp(state, self.unwrap), storage_writer=dcp_storage.writer_for(path))
+    def save_state(self, path: str, state: dict[str, Any]) -> None:
+        dcp.save(state_lib.to_dcp(state, self.unwrap), storage_writer=dcp_storage.writer_for(path))
 
-  def load_state(self, path: str, state: dict[str, Any]) -> None:
-    converted = state_lib.to_dcp(state, self.unwrap)
-    dcp.load(converted, storage_reader=dcp_storage.reader_for(path))
-    state_lib.from_dcp(state, converted, self.unwrap)
+    def load_state(self, path: str, state: dict[str, Any]) -> None:
+        converted = state_lib.to_dcp(state, self.unwrap)
+        dcp.load(converted, storage_reader=dcp_storage.reader_for(path))
+        state_lib.from_dcp(state, converted, self.unwrap)
 
-  def prime_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-    prime_optimizer_with_zero_grads(optimizer)
+    def prime_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        prime_optimizer_with_zero_grads(optimizer)
 
-  def close(self) -> None:
-    if dist.is_initialized():
-      dist.destroy_process_group()
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def prime_optimizer_with_zero_grads(optimizer: torch.optim.Optimizer) -> None:
-  """Runs one optimizer step on zero gradients so its state tensors exist (they are overwritten on load)."""
-  for group in optimizer.param_groups:
-    for p in group["params"]:
-      if p.requires_grad and p.grad is None:
-        p.grad = torch.zeros_like(p)
-  optimizer.step()
-  optimizer.zero_grad(set_to_none=True)
+    """Runs one optimizer step on zero gradients so its state tensors exist (they are overwritten on load)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)

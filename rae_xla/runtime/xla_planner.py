@@ -15,16 +15,16 @@ from torch_xla.experimental.distributed_checkpoint import SPMDSavePlanner
 
 
 class DedupSPMDSavePlanner(SPMDSavePlanner):
-  """`SPMDSavePlanner` whose local plan holds exactly one write item per distinct shard."""
+    """`SPMDSavePlanner` whose local plan holds exactly one write item per distinct shard."""
 
-  def create_local_plan(self):
-    plan = super().create_local_plan()
-    seen = set()
-    kept = []
-    for item in plan.items:
-      offset = tuple(item.index.offset) if item.index.offset is not None else None
-      key = (item.index.fqn, offset)
-      if key not in seen:
-        seen.add(key)
-        kept.append(item)
-    return dataclasses.replace(plan, items=kept)
+    def create_local_plan(self):
+        plan = super().create_local_plan()
+        seen = set()
+        kept = []
+        for item in plan.items:
+            offset = tuple(item.index.offset) if item.index.offset is not None else None
+            key = (item.index.fqn, offset)
+            if key not in seen:
+                seen.add(key)
+                kept.append(item)
+        return dataclasses.replace(plan, items=kept)

@@ -9,8 +9,8 @@ from rae_xla.data import transforms
 
 
 def _random_image(height, width, seed=0):
-  rng = np.random.default_rng(seed)
-  return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
 
 
 # (input H, W, S, [sizes (W, H) after each BOX halving], bicubic size (W, H), crop offset (y, x))
@@ -25,43 +25,43 @@ CASES = [
 
 @pytest.mark.parametrize('height,width,size,halvings,bicubic_size,offset', CASES)
 def test_center_crop_matches_adm_steps(height, width, size, halvings, bicubic_size, offset):
-  image = _random_image(height, width)
-  expected = image
-  for half_size in halvings:
-    expected = expected.resize(half_size, resample=Image.BOX)
-  expected = np.asarray(expected.resize(bicubic_size, resample=Image.BICUBIC))
-  y, x = offset
-  expected = expected[y:y + size, x:x + size]
-  got = transforms.center_crop_arr(image, size)
-  assert got.shape == (size, size, 3) and got.dtype == np.uint8
-  np.testing.assert_array_equal(got, expected)
+    image = _random_image(height, width)
+    expected = image
+    for half_size in halvings:
+        expected = expected.resize(half_size, resample=Image.BOX)
+    expected = np.asarray(expected.resize(bicubic_size, resample=Image.BICUBIC))
+    y, x = offset
+    expected = expected[y:y + size, x:x + size]
+    got = transforms.center_crop_arr(image, size)
+    assert got.shape == (size, size, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_center_crop_differs_from_plain_bicubic_when_halving():
-  """Guards the BOX pre-halving: skipping it (one bicubic resize) gives different pixels."""
-  image = _random_image(600, 800, seed=1)
-  plain = np.asarray(image.resize((341, 256), resample=Image.BICUBIC))[:, 42:298]
-  assert np.abs(transforms.center_crop_arr(image, 256).astype(int) - plain).max() > 0
+    """Guards the BOX pre-halving: skipping it (one bicubic resize) gives different pixels."""
+    image = _random_image(600, 800, seed=1)
+    plain = np.asarray(image.resize((341, 256), resample=Image.BICUBIC))[:, 42:298]
+    assert np.abs(transforms.center_crop_arr(image, 256).astype(int) - plain).max() > 0
 
 
 def test_flip_is_applied_after_the_crop():
-  buffer = io.BytesIO()
-  _random_image(90, 130, seed=2).save(buffer, 'PNG')
-  plain = transforms.load_example_image(buffer.getvalue(), 64, flip=False)
-  flipped = transforms.load_example_image(buffer.getvalue(), 64, flip=True)
-  np.testing.assert_array_equal(flipped, plain[:, ::-1])
-  assert not np.array_equal(flipped, plain)
-  assert flipped.flags['C_CONTIGUOUS']
+    buffer = io.BytesIO()
+    _random_image(90, 130, seed=2).save(buffer, 'PNG')
+    plain = transforms.load_example_image(buffer.getvalue(), 64, flip=False)
+    flipped = transforms.load_example_image(buffer.getvalue(), 64, flip=True)
+    np.testing.assert_array_equal(flipped, plain[:, ::-1])
+    assert not np.array_equal(flipped, plain)
+    assert flipped.flags['C_CONTIGUOUS']
 
 
 @pytest.mark.parametrize('mode,fmt', [('L', 'JPEG'), ('CMYK', 'JPEG'), ('RGBA', 'PNG'), ('P', 'PNG')])
 def test_decode_converts_every_mode_to_rgb(mode, fmt):
-  buffer = io.BytesIO()
-  _random_image(20, 30, seed=3).convert(mode).save(buffer, fmt)
-  decoded = np.asarray(transforms.decode_rgb(buffer.getvalue()))
-  assert decoded.shape == (20, 30, 3) and decoded.dtype == np.uint8
+    buffer = io.BytesIO()
+    _random_image(20, 30, seed=3).convert(mode).save(buffer, fmt)
+    decoded = np.asarray(transforms.decode_rgb(buffer.getvalue()))
+    assert decoded.shape == (20, 30, 3) and decoded.dtype == np.uint8
 
 
 def test_decode_rejects_garbage():
-  with pytest.raises(Exception):
-    transforms.decode_rgb(b'\xff\xd8\xff\xe0 definitely not a jpeg')
+    with pytest.raises(Exception):
+        transforms.decode_rgb(b'\xff\xd8\xff\xe0 definitely not a jpeg')
