@@ -156,7 +156,10 @@ def build_model(model_cfg, *, init_from: str, train_fixed_embeddings: bool) -> t
     """
     module = build_stage2_model(model_cfg.arch, **model_kwargs(model_cfg))
     if init_from:
-        official.load_stage2(module, init_from)
+        try:
+            official.load_stage2(module, init_from)
+        except official.CheckpointMismatchError as e:  # A file of another model: one clear line.
+            raise config_lib.ConfigError(f"train.init_from: {e}") from e
         logging.info("Warm start from %s.", init_from)
     if train_fixed_embeddings:
         module.requires_grad_(True)

@@ -66,8 +66,9 @@ def test_quickstart_run_learns_and_fills_the_workdir(tmp_path, data_dir):
 def test_xla_fsdp_on_4_devices_matches_eager(tmp_path, data_dir):
     eager, xla = tmp_path / "eager", tmp_path / "xla"
     run_python(args(eager, data_dir, 6, "--config.runtime.rng=host"))
+    # strict: a host sync inside the step, or a third graph, raises (zero host syncs per step).
     run_python(args(xla, data_dir, 6, "--config.runtime.rng=host", "--config.runtime.backend=xla",
-                    "--config.runtime.mesh.fsdp=4"), xla_devices=4)
+                    "--config.runtime.mesh.fsdp=4", "--config.runtime.strict=True"), xla_devices=4)
     a, b = losses(eager), losses(xla)
     assert sorted(a) == sorted(b) == list(range(1, 7))
     np.testing.assert_allclose([b[s] for s in a], [a[s] for s in a], rtol=2e-4)
@@ -169,6 +170,29 @@ def test_ema_is_decay_times_old_plus_rest_times_new(tmp_path, data_dir):
     # so the check above is not trivially true.
     assert changed >= 2
     assert not torch.equal(saved["ema"]["final_layer.linear.weight"], saved["model"]["final_layer.linear.weight"])
+
+
+def test_warm_start_from_a_released_format_checkpoint(tmp_path, data_dir):
+    sys.path.insert(0, REPO)
+    from configs import quickstart
+    from rae_xla.train import stage2
+    config = quickstart.get_config("steps=1,batch=8")
+    torch.manual_seed(1234)  # Weights the trainer would never draw itself.
+    released = stage2.build_model(config.model, init_from="", train_fixed_embeddings=False).state_dict()
+    torch.save({"ema": released}, tmp_path / "stage2_model.pt")  # The released file format.
+    workdir = tmp_path / "run"
+    run_python(args(workdir, data_dir, 1, f"--config.train.init_from={tmp_path / 'stage2_model.pt'}",
+                    "--config.train.lr_schedule.base_lr=1e-30", "--config.train.lr_schedule.final_lr=1e-30",
+                    "--config.train.checkpoint_every=1"))
+    saved = checkpoint_tensors(workdir, 1, tmp_path)
+    for name, value in released.items():  # LR 1e-30: one step moves the warm-start weights by < 1e-29.
+        torch.testing.assert_close(saved["model"][name], value, rtol=0, atol=1e-25, msg=name)
+    wrong = {k: v for k, v in released.items() if not k.startswith("final_layer")}
+    torch.save(wrong, tmp_path / "truncated.pt")
+    result = run_python(args(tmp_path / "run2", data_dir, 1, f"--config.train.init_from={tmp_path / 'truncated.pt'}"),
+                        check=False)
+    assert result.returncode == 2 and "train.init_from" in result.stderr and "final_layer" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("overrides,xla_devices,message", [
