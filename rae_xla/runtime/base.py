@@ -63,6 +63,11 @@ class Runtime(abc.ABC):
         """Turns this process's slices of global batches (host tensors, batch dim first) into device batches,
         globally sharded over the mesh on XLA."""
 
+    def to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A full host copy of a device tensor (sync point). On a multi-host mesh the tensor is first
+        replicated, since no host can read another host's shards."""
+        return tensor.cpu()
+
     def unwrap(self, model: nn.Module) -> nn.Module:
         """The plain module inside a DDP wrapper (identity elsewhere): use it for state dicts and EMA."""
         return model

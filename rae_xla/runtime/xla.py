@@ -97,6 +97,10 @@ class XlaRuntime(Runtime):
         specs = {k: xs.ShardingSpec(self.mesh, sharding.batch_spec(v.ndim), minibatch=True) for k, v in first.items()}
         return iter(pl.MpDeviceLoader(itertools.chain([first], iterator), self.device, input_sharding=specs))
 
+    def to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        xs.mark_sharding(tensor, self.mesh, (None,) * tensor.ndim)  # Replicated: every host holds all of it.
+        return tensor.cpu()
+
     # --- The step ------------------------------------------------------------------------------------------------
 
     def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:

@@ -25,7 +25,8 @@ def preview_guidance(sample_cfg, num_classes: int):
 
 
 def preview_inputs(seed: int, count: int, latent_shape, num_classes: int) -> dict[str, torch.Tensor]:
-    """Fixed host noise (count, C, h, w) and labels 0, 1, ... (mod num_classes): the same at every preview."""
+    """Fixed host noise (count, C, h, w) and labels 0, 1, ... (mod num_classes): the same at every preview and
+    on every process (each process computes all previews; they are few)."""
     g = torch.Generator().manual_seed(seed + 7919)
     return {"noise": torch.randn((count, *latent_shape), generator=g),
             "label": torch.arange(count, dtype=torch.int64) % num_classes}
@@ -42,8 +43,8 @@ def sample_images(runtime, model: nn.Module, decode, inputs: dict[str, torch.Ten
                           num_steps=sample_cfg.num_steps, shift=alpha,
                           guidance=preview_guidance(sample_cfg, num_classes),
                           step_fn_wrapper=lambda fn: runtime.compile_step(fn, name="sample_step"))
-    images = (decode(latents).clamp(0, 1) * 255).to(torch.uint8)
-    return images.permute(0, 2, 3, 1).cpu().numpy()  # sync point: previews only, every sample_every steps.
+    images = (decode(latents).clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return runtime.to_host(images).numpy()  # sync point: previews only, every sample_every steps.
 
 
 def save_grid(images: np.ndarray, path: epath.Path) -> None:

@@ -214,8 +214,8 @@ class _Loop:
         self.nonfinite_window: tuple[int, int] | None = None
         self.replaced = 0
         self.peak = metrics.peak_bf16_flops(runtime.device_kind)
-        self.preview_inputs = next(runtime.device_batches([previews.preview_inputs(
-            self.config.seed, t.num_sample_images, self.settings.latent_shape, self.config.model.num_classes)]))
+        self.preview_inputs = {k: v.to(runtime.device) for k, v in previews.preview_inputs(  # Replicated.
+            self.config.seed, t.num_sample_images, self.settings.latent_shape, self.config.model.num_classes).items()}
         batches = runtime.device_batches(self._host_batches(start_step))
         watcher = PreemptionWatcher()
         sums = zero_sums(runtime.device)
