@@ -22,7 +22,6 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from absl import app, flags
 from rae_xla import config as config_lib
 from rae_xla.runtime import make_runtime
 from rae_xla.runtime.selftest import TinyTransformer, toy_batch, toy_lr
+
+import provenance  # benchmarks/provenance.py (the script's folder is on sys.path)
 
 # name -> (runtime backend, mesh (data, fsdp), extra environment).
 BACKENDS = {
@@ -168,23 +169,6 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{os.cpu_count()} CPUs (nproc), {model}, {platform.system()} {platform.machine()}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -208,7 +192,7 @@ def main(argv):
     if _MD_OUT.value:
         with open(_MD_OUT.value, "w") as fh:
             fh.write(f"# Runtime toy step per backend — {datetime.date.today().isoformat()}\n\n"
-                     f"- Commit: {commit()}\n- Machine: {machine()}, torch {torch.__version__}\n"
+                     f"- Commit: {provenance.commit()}\n- Machine: {provenance.machine()}, torch {torch.__version__}\n"
                      f"- Command: `python benchmarks/runtime_toy.py {' '.join(sys.argv[1:])}`\n"
                      f"- 1-min load average at the end: {os.getloadavg()[0]:.1f}\n"
                      f"- Steps: 1 first step, {_WARMUP.value} warm-up, {_WINDOWS.value} windows x "

@@ -23,11 +23,9 @@ import datetime
 import json
 import math
 import os
-import platform
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from unittest import mock
@@ -43,6 +41,8 @@ from rae_xla.models import flops
 from rae_xla.runtime import make_runtime
 from rae_xla.train import stage2
 from rae_xla.train.stage2_step import host_draws, zero_sums
+
+import provenance  # benchmarks/provenance.py (the script's folder is on sys.path)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file in configs/, optionally ':arg'.",
                                           lock_config=True)
@@ -255,24 +255,6 @@ def benchmark(config, *, steps: int, warmup: int, windows: int, latents_input: b
 # Reporting.
 
 
-def machine() -> str:
-    """'2 CPUs (nproc), AMD EPYC ..., Linux x86_64' and the 1-minute load average (the box may be shared)."""
-    model = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{os.cpu_count()} CPUs (nproc), {model}, {platform.system()} {platform.machine()}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -293,8 +275,8 @@ def table(result: dict) -> str:
 def write_markdown(path: str, title: str, command: str, result: dict) -> None:
     """Appends one section; a new file starts with the date, commit and machine."""
     header = "" if os.path.exists(path) else (
-        f"# Stage-2 step throughput — {datetime.date.today().isoformat()}\n\n- Commit: {commit()}\n"
-        f"- Machine: {machine()}, torch {torch.__version__}\n- Script: `benchmarks/throughput.py`\n")
+        f"# Stage-2 step throughput — {datetime.date.today().isoformat()}\n\n- Commit: {provenance.commit()}\n"
+        f"- Machine: {provenance.machine()}, torch {torch.__version__}\n- Script: `benchmarks/throughput.py`\n")
     with open(path, "a") as f:
         f.write(f"{header}\n## {title}\n\n- Command: `{command}`\n- 1-min load average at the end: "
                 f"{os.getloadavg()[0]:.1f}\n\n{table(result)}\n")
