@@ -114,7 +114,9 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def seed(self, seed: int) -> None:
-        """Seeds the device random generator (the host generators are seeded by the trainer)."""
+        """Seeds the device random generator for draws over this process's rows of the global batch
+        (XLA: the one global program; torchrun: each rank gets its own stream, as the official
+        `global_seed * world_size + rank`, so ranks never share noise)."""
 
     def compile_stats(self) -> dict[str, Any]:
         """Compile counters: XLA {'graphs', 'compile_seconds'}; empty elsewhere."""

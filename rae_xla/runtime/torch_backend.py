@@ -123,6 +123,7 @@ class TorchRuntime(Runtime):
         return bool(t.item())
 
     def seed(self, seed: int) -> None:
+        seed = seed * self.process_count + self.process_index  # Distinct per rank, like the official trainer.
         if self.kind == "cuda":
             torch.cuda.manual_seed(seed)
         else:
