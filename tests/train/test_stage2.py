@@ -76,6 +76,20 @@ def test_xla_fsdp_on_4_devices_matches_eager(tmp_path, data_dir):
     assert graphs[1] >= 1 and all(g == graphs[1] for g in graphs[1:]), graphs  # No recompiles after step 2.
 
 
+@pytest.mark.parametrize("strategy,accum", [("replicate", 2), ("fsdp", 1)])  # DDP (with no_sync) and FSDP2.
+def test_torchrun_two_processes_match_one(strategy, accum, tmp_path, data_dir):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    common = ("--config.runtime.rng=host", f"--config.train.grad_accum_steps={accum}",
+              "--config.train.sample_every=3", "--config.train.checkpoint_every=3")
+    run_python(args(single, data_dir, 6, *common))
+    run_python(args(multi, data_dir, 6, *common, f"--config.runtime.param_sharding={strategy}"),
+               module_runner=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
+    a, b = losses(single), losses(multi)
+    assert sorted(b) == list(range(1, 7))
+    np.testing.assert_allclose([b[s] for s in a], [a[s] for s in a], rtol=1e-5)
+    assert (multi / "samples" / "step_00000006.png").exists() and (multi / "checkpoints" / "6" / COMMIT_MARKER).exists()
+
+
 def _wait_for_step(workdir, step, process):
     """Polls metrics.jsonl until `step` is logged; fails if the run ends first (no wall-clock limit)."""
     while process.poll() is None:
