@@ -10,7 +10,8 @@ same ArrayRecord builder and reader as ImageNet), a tiny DINOv2-with-registers e
 ('random-tiny', 64 channels, 56-px input -> 4x4 latents), a tiny ViT decoder (configs/decoder/tiny, untrained:
 the decoder trainer is a later job), and a tiny DiT^DH trained by flow matching. Writes metrics.jsonl,
 TensorBoard events, checkpoints/ and samples/*.png (sampled latents through the untrained decoder: noise-like
-pictures are expected; the loss curve is the thing to look at). Expected: loss falls from ~2 to ~1.3.
+pictures are expected; the loss curve is the thing to look at). Expected: the loss falls from ~1.5 (first 20
+steps) to ~0.5 (last 20), ~1 minute on 2 CPU cores after the one-time dataset build.
 """
 import ml_collections
 
