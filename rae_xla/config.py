@@ -189,7 +189,7 @@ def guidance_block(**overrides: Any) -> ml_collections.ConfigDict:
 def sample_block(**overrides: Any) -> ml_collections.ConfigDict:
     """How samples are drawn (training previews and sampling jobs)."""
     block = dict(
-        method="euler",  # euler | heun | midpoint | sde
+        method="euler",  # euler | heun | midpoint | sde | dopri5 (adaptive, eager backends only)
         num_steps=50,  # grid points as in the released configs: 50 -> 49 steps.
         guidance=guidance_block(),
     )
@@ -324,7 +324,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _one_of(config.flow.time_dist, ("logit_normal", "uniform"), "flow.time_dist")
         _require(config.flow.sigma > 0, f"flow.sigma={config.flow.sigma} must be > 0")
     if "sample" in config:
-        _one_of(config.sample.method, ("euler", "heun", "midpoint", "sde"), "sample.method")
+        _one_of(config.sample.method, ("euler", "heun", "midpoint", "sde", "dopri5"), "sample.method")
         _require(config.sample.num_steps >= 2, "sample.num_steps counts grid points and must be >= 2")
         g = config.sample.guidance
         _one_of(g.method, ("none", "cfg", "autoguidance"), "sample.guidance.method")

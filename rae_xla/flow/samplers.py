@@ -15,10 +15,12 @@ from typing import Callable, Optional
 
 import torch
 
+from rae_xla.flow.adaptive import integrate_dopri5
 from rae_xla.flow.guidance import GuidedVelocity, parse_guidance
 from rae_xla.flow.schedule import sampling_grid
 
-METHODS = ("euler", "heun", "midpoint", "sde")
+METHODS = ("euler", "heun", "midpoint", "sde")  # Fixed grid: static shapes, compiled steps.
+ADAPTIVE_METHODS = ("dopri5",)  # Eager only (adaptive.py).
 DIFFUSION_FORMS = ("sigma", "constant")
 
 
@@ -100,7 +102,7 @@ _STEPS = {"euler": euler_step, "heun": heun_step, "midpoint": midpoint_step}
 
 def sample(model, noise, labels, *, method, num_steps, shift, guidance=None,
            step_fn_wrapper: Optional[Callable[[Callable], Callable]] = None,
-           diffusion_form="sigma", diffusion_norm=1.0, generator=None):
+           diffusion_form="sigma", diffusion_norm=1.0, generator=None, atol=1e-6, rtol=1e-3):
     """Integrates from `noise` (t = 1) along the official grid and returns the final latent.
 
     model: callable (x (B,C,H,W), t (B,) float32, y (B,) int64) → velocity (B,C,H,W), in eval mode.
@@ -111,9 +113,14 @@ def sample(model, noise, labels, *, method, num_steps, shift, guidance=None,
     step_fn_wrapper: given fn(x, t_cur, t_next) → x_next, returns the function to call (e.g. a
         compiled XLA graph); identity when None. Called once per distinct step graph.
     diffusion_form / diffusion_norm / generator: SDE only (`diffusion_coefficient`; noise RNG).
+    atol / rtol: 'dopri5' only (the official configs' 1e-6 / 1e-3); it integrates adaptively from 1 to the
+        last grid time, reading its error estimate on the host every step (eager only, no step_fn_wrapper).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown sampling method {method!r}; use one of {METHODS}.")
+    if method not in METHODS + ADAPTIVE_METHODS:
+        raise ValueError(f"unknown sampling method {method!r}; use one of {METHODS + ADAPTIVE_METHODS}.")
+    if method in ADAPTIVE_METHODS and step_fn_wrapper is not None:
+        raise ValueError("dopri5 chooses its steps from the data, so it cannot run as fixed compiled step graphs; "
+                         "use euler/heun/midpoint under XLA, or call it without step_fn_wrapper (eager).")
     if noise.dim() < 2 or labels.shape != (noise.shape[0],):
         raise ValueError(f"labels must be (B,) = ({noise.shape[0]},) for noise {tuple(noise.shape)}, got {tuple(labels.shape)}.")
     if method == "sde" and diffusion_norm < 0:
@@ -125,6 +132,8 @@ def sample(model, noise, labels, *, method, num_steps, shift, guidance=None,
             # DiT label dropout (p = 0.1) is active in train mode and would silently drop classes.
             raise ValueError(f"{name} is in training mode; call .eval() on it before sampling.")
     field = GuidedVelocity(model, labels, spec)
+    if method == "dopri5":
+        return _sample_dopri5(field, noise, grid[-1], atol=atol, rtol=rtol)
     wrap = step_fn_wrapper or (lambda fn: fn)
     if method == "sde":
         step = functools.partial(sde_step, diffusion_form=diffusion_form, diffusion_norm=float(diffusion_norm), generator=generator)
@@ -142,4 +151,17 @@ def sample(model, noise, labels, *, method, num_steps, shift, guidance=None,
             if key not in compiled:
                 compiled[key] = wrap(functools.partial(step, field, flags, key[1]))
             x = compiled[key](x, t_host[k].to(noise.device), t_host[k + 1].to(noise.device))
+    return x
+
+
+def _sample_dopri5(field, noise, t_end, *, atol, rtol):
+    """Adaptive integration of the (guided) field from t = 1 to `t_end`; guidance decided per evaluation time."""
+    batch = noise.shape[0]
+
+    def velocity(x, t):
+        t_vec = torch.full((batch,), t, dtype=torch.float32, device=noise.device)
+        return field(x, t_vec, field.needs_guidance(t))
+
+    with torch.no_grad():
+        x, _ = integrate_dopri5(velocity, noise, 1.0, t_end, atol=atol, rtol=rtol)
     return x

@@ -42,7 +42,9 @@ def sample_images(runtime, model: nn.Module, decode, inputs: dict[str, torch.Ten
     latents = flow.sample(model, inputs["noise"], inputs["label"], method=sample_cfg.method,
                           num_steps=sample_cfg.num_steps, shift=alpha,
                           guidance=preview_guidance(sample_cfg, num_classes),
-                          step_fn_wrapper=lambda fn: runtime.compile_step(fn, name="sample_step"))
+                          # dopri5 picks its steps on the host: it runs uncompiled (slow under XLA).
+                          step_fn_wrapper=None if sample_cfg.method in flow.ADAPTIVE_METHODS else
+                          lambda fn: runtime.compile_step(fn, name="sample_step"))
     images = (decode(latents).clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1)
     return runtime.to_host(images).numpy()  # sync point: previews only, every sample_every steps.
 
