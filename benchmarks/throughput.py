@@ -28,7 +28,6 @@ import shlex
 import statistics
 import sys
 import time
-from unittest import mock
 
 import ml_collections
 import torch
@@ -37,7 +36,6 @@ from ml_collections import config_flags
 
 from rae_xla import config as config_lib
 from rae_xla import metrics
-from rae_xla.models import flops
 from rae_xla.runtime import make_runtime
 from rae_xla.train import stage2
 from rae_xla.train.stage2_step import host_draws, zero_sums
@@ -189,14 +187,10 @@ def benchmark(config, *, steps: int, warmup: int, windows: int, latents_input: b
     runtime = make_runtime(config.runtime)
     try:
         config_lib.validate(checked, num_devices=runtime.num_devices, process_count=runtime.process_count)
+        stand_in = None
         if latents_input:
-            latent_shape = (config.model.in_channels, config.model.input_size, config.model.input_size)
-            model_only = 3 * flops.stage2_forward_flops(config.model.arch, **stage2.model_kwargs(config.model))
-            with mock.patch.object(stage2, "build_rae", lambda _: LatentPassthrough(latent_shape)), \
-                    mock.patch.object(stage2, "training_flops_per_image", lambda *_: model_only):
-                training = stage2.build_training(config, runtime, _NOMINAL_STEPS_PER_EPOCH)
-        else:
-            training = stage2.build_training(config, runtime, _NOMINAL_STEPS_PER_EPOCH)
+            stand_in = LatentPassthrough((config.model.in_channels, config.model.input_size, config.model.input_size))
+        training = stage2.build_training(config, runtime, _NOMINAL_STEPS_PER_EPOCH, encoder_stand_in=stand_in)
         batches = synthetic_batches(config, runtime, training.settings, 2, latents_input)
         sums = zero_sums(runtime.device)
         runtime.wait()

@@ -77,17 +77,22 @@ class Training:
         return {"model": self.model, "ema": self.ema_model, "optim": (self.model, self.optimizer)}
 
 
-def build_training(config, runtime, steps_per_epoch: int) -> Training:
-    """Frozen RAE, stage-2 model + EMA sharded by the runtime, AdamW, LR schedule and the compiled step."""
+def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=None) -> Training:
+    """Frozen RAE, stage-2 model + EMA sharded by the runtime, AdamW, LR schedule and the compiled step.
+
+    encoder_stand_in: replaces the RAE (an nn.Module with `latent_shape` and `encode`; benchmarks feed
+      latents directly to time the model alone); the FLOP count then covers the model only.
+    """
     t = config.train
     torch.manual_seed(config.seed)  # Same initial weights on every process.
     # The frozen RAE encoder runs inside the step; a latent/model mismatch fails here, before any compile.
-    rae = build_rae(config.rae)
+    rae = encoder_stand_in if encoder_stand_in is not None else build_rae(config.rae)
     latent_shape = tuple(rae.latent_shape)
     check_model_matches_latents(config.model, latent_shape)
     alpha = config.flow.shift if config.flow.shift is not None else flow.time_shift_alpha(
         latent_shape, config.flow.shift_base)
-    flops_per_image = training_flops_per_image(config, rae)
+    flops_per_image = (training_flops_per_image(config, rae) if encoder_stand_in is None else
+                       3 * flops.stage2_forward_flops(config.model.arch, **model_kwargs(config.model)))
     rae = runtime.place_frozen(rae.eval())
 
     module = build_model(config.model, init_from=t.init_from, train_fixed_embeddings=t.train_fixed_embeddings)
