@@ -38,18 +38,7 @@ if [[ "$has_config" == 0 || "$has_workdir" == 0 ]]; then
   exit 2
 fi
 
-# Prints a command so that it can be pasted into a shell: arguments with special characters in '...'.
-print_cmd() {
-  local arg out=()
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+=("$arg")
-    else
-      out+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/print_cmd.sh"
 
 NNODES="${NNODES:-1}"
 if [[ "$NNODES" == 1 ]]; then

@@ -41,18 +41,7 @@ fi
 COMMAND="${1:-}"
 [[ $# -gt 0 ]] && shift
 
-# Prints a command so that it can be pasted into a shell: arguments with special characters in '...'.
-print_cmd() {
-  local arg out=()
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+=("$arg")
-    else
-      out+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/print_cmd.sh"
 
 # Runs (or with --dry-run prints) one command.
 run_cmd() {
