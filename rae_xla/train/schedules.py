@@ -62,9 +62,10 @@ def constant(step: int, *, base_lr: float, warmup_steps: int = 0, warmup_from_ze
     return base_lr * (1.0 if factor is None else factor)
 
 
-def linear(step: int, *, base_lr: float, final_lr: float, warmup_steps: int, decay_end_step: int,
-           warmup_from_zero: bool) -> float:
-    """Warm-up, then linear decay from base_lr at warmup_steps to final_lr at decay_end_step, then final_lr."""
+def _warmup_then_decay(step: int, *, base_lr: float, final_lr: float, warmup_steps: int, decay_end_step: int,
+                       warmup_from_zero: bool, decay_factor: Callable[[float, float], float]) -> float:
+    """Warm-up, then base_lr * decay_factor(progress in [0, 1), final_lr / base_lr) until decay_end_step,
+    then final_lr. Each schedule keeps the official factor expression exactly (tested float for float)."""
     _check_step(step)
     _check_boundaries(base_lr, warmup_steps, decay_end_step)
     factor = _warmup_factor(step, warmup_steps, warmup_from_zero)
@@ -75,24 +76,25 @@ def linear(step: int, *, base_lr: float, final_lr: float, warmup_steps: int, dec
         else:
             # decay_end_step > step >= warmup_steps here, so the span is >= 1 (the official max(span, 1)).
             progress = (step - warmup_steps) / (decay_end_step - warmup_steps)
-            factor = 1.0 - (1.0 - final_ratio) * progress
+            factor = decay_factor(progress, final_ratio)
     return base_lr * factor
+
+
+def linear(step: int, *, base_lr: float, final_lr: float, warmup_steps: int, decay_end_step: int,
+           warmup_from_zero: bool) -> float:
+    """Warm-up, then linear decay from base_lr at warmup_steps to final_lr at decay_end_step, then final_lr."""
+    return _warmup_then_decay(step, base_lr=base_lr, final_lr=final_lr, warmup_steps=warmup_steps,
+                              decay_end_step=decay_end_step, warmup_from_zero=warmup_from_zero,
+                              decay_factor=lambda progress, ratio: 1.0 - (1.0 - ratio) * progress)
 
 
 def cosine(step: int, *, base_lr: float, final_lr: float, warmup_steps: int, decay_end_step: int,
            warmup_from_zero: bool) -> float:
     """Warm-up, then half-cosine from base_lr to final_lr over [warmup_steps, decay_end_step], then final_lr."""
-    _check_step(step)
-    _check_boundaries(base_lr, warmup_steps, decay_end_step)
-    factor = _warmup_factor(step, warmup_steps, warmup_from_zero)
-    if factor is None:
-        final_ratio = final_lr / base_lr
-        if step >= decay_end_step:
-            factor = final_ratio
-        else:
-            progress = (step - warmup_steps) / (decay_end_step - warmup_steps)
-            factor = final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return base_lr * factor
+    return _warmup_then_decay(
+        step, base_lr=base_lr, final_lr=final_lr, warmup_steps=warmup_steps, decay_end_step=decay_end_step,
+        warmup_from_zero=warmup_from_zero,
+        decay_factor=lambda progress, ratio: ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def _to_steps(value: float, unit: str, steps_per_epoch: int, field: str) -> int:
