@@ -36,6 +36,16 @@ class Source(Protocol):
         """For each index: (encoded image bytes or None, label, example id, error text or None)."""
 
 
+class _DecodedAccess:
+    """`source[i]`: decode one example read through the subclass's `read_encoded` (OSError if unreadable)."""
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        encoded, label, example_id, error = self.read_encoded([index])[0]
+        if error is not None:
+            raise OSError(f'cannot read {example_id}: {error}')
+        return np.asarray(transforms.decode_rgb(encoded)), label
+
+
 def find_tfds_version_dir(data_dir: str, name: str) -> epath.Path:
     """Returns `data_dir/name/<newest version>` holding a complete dataset (its dataset_info.json).
 
@@ -60,7 +70,7 @@ def find_tfds_version_dir(data_dir: str, name: str) -> epath.Path:
     return versions[-1][1]
 
 
-class TfdsSource:
+class TfdsSource(_DecodedAccess):
     """An ArrayRecord TFDS split. Images stay encoded until a worker decodes them."""
 
     def __init__(self, dataset_dir: str, split: str):
@@ -126,11 +136,6 @@ class TfdsSource:
                 out.append((None, -1, self._example_id(index, None), f'{type(error).__name__}: {error}'))
         return out
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        encoded, label, example_id, error = self.read_encoded([index])[0]
-        if error is not None:
-            raise OSError(f'cannot read {example_id}: {error}')
-        return np.asarray(transforms.decode_rgb(encoded)), label
 
 
 def resolve_folder_root(data_dir: str, split: str) -> str:
@@ -167,7 +172,7 @@ def list_image_folder(root: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     return classes, np.array(paths, dtype=np.bytes_), np.array(labels, dtype=np.int64)
 
 
-class FolderSource:
+class FolderSource(_DecodedAccess):
     """A local `root/<class>/<image>` tree (e.g. ImageNet train/ and val/ as usually unpacked)."""
 
     def __init__(self, root: str):
@@ -189,8 +194,3 @@ class FolderSource:
                 out.append((None, int(self._labels[index]), relative, f'{type(error).__name__}: {error}'))
         return out
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        encoded, label, example_id, error = self.read_encoded([index])[0]
-        if error is not None:
-            raise OSError(f'cannot read {example_id}: {error}')
-        return np.asarray(transforms.decode_rgb(encoded)), label
