@@ -8,7 +8,6 @@ import pytest
 from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GOLDEN = os.path.join(os.path.dirname(REPO), "shared", "golden")
 
 
 def pytest_configure(config):

@@ -1,31 +1,29 @@
 """Parity with the official transport code: golden `official_tiny/transport.io.pt` (see golden README)."""
-import json
-import pathlib
 
 import pytest
 import torch
 
 from rae_xla import flow
+from tests import golden
 
-GOLDEN = pathlib.Path("/work/shared/golden/official_tiny")
 # Samplers chain several model calls: relative tolerance ~1e-4 (golden README).
 SAMPLE_RTOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def manifest():
-    return json.loads((GOLDEN / "manifest.json").read_text())["cases"]
+    return golden.manifest()["cases"]
 
 
 @pytest.fixture(scope="module")
 def io():
-    return torch.load(GOLDEN / "transport.io.pt", weights_only=True)
+    return golden.load("transport.io.pt")
 
 
 def _build(config, state_dict_file):
     from rae_xla.models.ditdh import DiTDH
     model = DiTDH(**config)
-    model.load_state_dict(torch.load(GOLDEN / state_dict_file, weights_only=True))
+    model.load_state_dict(golden.load(state_dict_file))
     return model.eval()
 
 

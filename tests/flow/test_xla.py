@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-GOLDEN = "/work/shared/golden/official_tiny"
+from tests import golden
+
 SCRIPT = pathlib.Path(__file__).with_name("xla_sampling_script.py")
 # Distinct step graphs `sample` must ask for with 10 grid points (9 steps):
 EXPECTED_GRAPHS = {
@@ -21,7 +22,7 @@ EXPECTED_GRAPHS = {
 @pytest.fixture(scope="module")
 def report():
     env = dict(os.environ, PJRT_DEVICE="CPU", CPU_NUM_DEVICES="4")
-    proc = subprocess.run([sys.executable, str(SCRIPT), GOLDEN], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(golden.TINY)], env=env, capture_output=True, text=True,
                           timeout=600, cwd=pathlib.Path(__file__).parents[2])
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]

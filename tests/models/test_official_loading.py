@@ -7,7 +7,7 @@ import torch
 from rae_xla.checkpoint.official import CheckpointMismatchError, load_decoder, load_stage2, load_stats
 from rae_xla.models import build_stage2_model
 from rae_xla.models.vit_decoder import ViTDecoder
-from tests.models import golden
+from tests import golden
 
 
 def _ditdh(case="ditdh_released_flags"):

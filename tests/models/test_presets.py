@@ -5,7 +5,7 @@ import torch
 from rae_xla.models import PRESETS, build_stage2_model, stage2_preset
 from rae_xla.models.flops import ditdh_forward_flops
 from rae_xla.models.vit_decoder import ViTDecoder
-from tests.models import golden
+from tests import golden
 
 STAGE2 = {"DiTDH-XL": "DiTDH-XL_256", "DiTDH-S-guidance": "DiTDH-S_256_guidance"}
 DECODERS = {"ViT-B": "decoder_ViTB_dinov2B_256", "ViT-L": "decoder_ViTL_dinov2B_256",

@@ -5,7 +5,7 @@ import torch
 
 from rae_xla.checkpoint.official import load_stats
 from rae_xla.models.rae import RAE
-from tests.models import golden
+from tests import golden
 
 ATOL = 2e-5
 

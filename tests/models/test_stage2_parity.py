@@ -4,7 +4,7 @@ import torch
 
 from rae_xla.checkpoint.official import load_stage2
 from rae_xla.models import build_stage2_model
-from tests.models import golden
+from tests import golden
 
 ATOL = 2e-5
 CASES = {"ditdh_released_flags": "ditdh", "ditdh_alt_flags": "ditdh", "lightningdit": "lightningdit"}

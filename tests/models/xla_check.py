@@ -23,7 +23,7 @@ import torch_xla.runtime as xr  # noqa: E402
 from rae_xla.checkpoint.official import load_stage2  # noqa: E402
 from rae_xla.models import build_stage2_model  # noqa: E402
 from rae_xla.models.rae import RAE  # noqa: E402
-from tests.models import golden  # noqa: E402
+from tests import golden  # noqa: E402
 
 ATOL = 1e-4
 
