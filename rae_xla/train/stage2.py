@@ -21,10 +21,10 @@ from etils import epath
 
 from rae_xla import config as config_lib
 from rae_xla import data, flow, metrics
-from rae_xla.checkpoint import official
 from rae_xla.checkpoint.manager import CheckpointManager
-from rae_xla.models import build_stage2_model, flops
+from rae_xla.models import flops
 from rae_xla.models.rae import RAE
+from rae_xla.train import build
 from rae_xla.train import ema as ema_lib
 from rae_xla.train import previews, schedules
 from rae_xla.train.preemption import PreemptionWatcher
@@ -86,16 +86,16 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
     t = config.train
     torch.manual_seed(config.seed)  # Same initial weights on every process.
     # The frozen RAE encoder runs inside the step; a latent/model mismatch fails here, before any compile.
-    rae = encoder_stand_in if encoder_stand_in is not None else build_rae(config.rae)
+    rae = encoder_stand_in if encoder_stand_in is not None else build.build_rae(config.rae)
     latent_shape = tuple(rae.latent_shape)
-    check_model_matches_latents(config.model, latent_shape)
+    build.check_model_matches_latents(config.model, latent_shape)
     alpha = config.flow.shift if config.flow.shift is not None else flow.time_shift_alpha(
         latent_shape, config.flow.shift_base)
     flops_per_image = (training_flops_per_image(config, rae) if encoder_stand_in is None else
-                       3 * flops.stage2_forward_flops(config.model.arch, **model_kwargs(config.model)))
+                       3 * flops.stage2_forward_flops(config.model.arch, **build.model_kwargs(config.model)))
     rae = runtime.place_frozen(rae.eval())
 
-    module = build_model(config.model, init_from=t.init_from, train_fixed_embeddings=t.train_fixed_embeddings)
+    module = build.build_model(config.model, init_from=t.init_from, train_fixed_embeddings=t.train_fixed_embeddings)
     ema_module = ema_lib.init_ema(module)
     model = runtime.shard_model(module)
     ema_model = runtime.place_frozen(ema_module, like_trainable=True)
@@ -126,54 +126,9 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
 # Building blocks of the setup.
 
 
-def build_rae(rae_cfg) -> RAE:
-    """The RAE of `config.rae` (released files or 'random-tiny'), on the host, eval mode."""
-    return RAE.from_pretrained(
-        encoder=rae_cfg.encoder_path, encoder_kind=rae_cfg.encoder, decoder_config=rae_cfg.decoder_config,
-        decoder_weights=rae_cfg.decoder_weights or None, stats=rae_cfg.stats or None,
-        encoder_input_size=rae_cfg.encoder_input_size, decoder_patch_size=rae_cfg.decoder_patch_size,
-        noise_tau=rae_cfg.noise_tau).eval()
-
-
-def model_kwargs(model_cfg) -> dict[str, Any]:
-    """`config.model` without 'arch', lists for the pair-valued fields (official keyword arguments)."""
-    kwargs = model_cfg.to_dict()
-    kwargs.pop("arch")
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
-
-
-def check_model_matches_latents(model_cfg, latent_shape: tuple[int, int, int]) -> None:
-    """A model whose input is not the RAE latent is a config error, raised before anything compiles."""
-    channels, height, _ = latent_shape
-    if model_cfg.in_channels != channels or model_cfg.input_size != height:
-        raise config_lib.ConfigError(
-            f"model expects {model_cfg.in_channels}x{model_cfg.input_size}x{model_cfg.input_size} latents but the "
-            f"RAE encoder produces {channels}x{height}x{height}; set --config.model.in_channels={channels} "
-            f"--config.model.input_size={height} (or change rae.encoder_input_size)")
-
-
-def build_model(model_cfg, *, init_from: str, train_fixed_embeddings: bool) -> torch.nn.Module:
-    """The stage-2 model on the host; optionally warm-started from a released `stage2_model.pt`.
-
-    `pos_embed` (sin-cos) and `t_embedder.W` (the Gaussian-Fourier frequencies) are created frozen; the
-    official main-branch trainer unfreezes them with `requires_grad_(True)`, the XLA trainer that produced
-    the released checkpoints does not. `train_fixed_embeddings` picks the main-branch behaviour.
-    """
-    module = build_stage2_model(model_cfg.arch, **model_kwargs(model_cfg))
-    if init_from:
-        try:
-            official.load_stage2(module, init_from)
-        except official.CheckpointMismatchError as e:  # A file of another model: one clear line.
-            raise config_lib.ConfigError(f"train.init_from: {e}") from e
-        logging.info("Warm start from %s.", init_from)
-    if train_fixed_embeddings:
-        module.requires_grad_(True)
-    return module.eval()  # Label dropout is applied by the step (stage2_step.py), not by a train-mode forward.
-
-
 def training_flops_per_image(config, rae: RAE) -> int:
     """Model forward + backward (3x forward, XLA_NOTES §3) plus one encoder forward, per image."""
-    model = 3 * flops.stage2_forward_flops(config.model.arch, **model_kwargs(config.model))
+    model = 3 * flops.stage2_forward_flops(config.model.arch, **build.model_kwargs(config.model))
     if config.rae.encoder != "dinov2":
         return model  # The encoder counts are only tabulated for DINOv2; MFU then slightly under-reports.
     hf = rae.encoder.hf_model.config

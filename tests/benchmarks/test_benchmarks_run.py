@@ -11,7 +11,7 @@ import pytest
 
 from configs import quickstart
 from rae_xla.models import flops
-from rae_xla.train import stage2
+from rae_xla.train import build
 
 _POSITIVE = ("images_per_sec_per_device", "images_per_sec", "step_seconds", "first_step_seconds",
              "flops_per_image", "achieved_flops_per_sec_per_device", "bytes_per_device", "replicated_bytes",
@@ -32,10 +32,10 @@ def _run(run_python, tmp_path, backend, xla_devices=None, extra=()):
 def _expected_counts():
     """Trainable and total parameter counts and the training FLOPs of the quickstart DiT (encoder excluded)."""
     config = quickstart.get_config()
-    model = stage2.build_model(config.model, init_from="", train_fixed_embeddings=False)
+    model = build.build_model(config.model, init_from="", train_fixed_embeddings=False)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     all_params = sum(p.numel() for p in model.parameters())
-    model_flops = 3 * flops.stage2_forward_flops(config.model.arch, **stage2.model_kwargs(config.model))
+    model_flops = 3 * flops.stage2_forward_flops(config.model.arch, **build.model_kwargs(config.model))
     return params, all_params, model_flops
 
 

@@ -165,13 +165,13 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, data_dir):
 def test_ema_is_decay_times_old_plus_rest_times_new(tmp_path, data_dir):
     sys.path.insert(0, REPO)
     from configs import quickstart
-    from rae_xla.train import stage2
+    from rae_xla.train import build
     workdir = tmp_path / "run"
     run_python(args(workdir, data_dir, 1, "--config.train.ema_decay=0.25", "--config.train.checkpoint_every=1"))
     config = quickstart.get_config("steps=1,batch=8")
     torch.manual_seed(config.seed)  # The initial weights, built in the trainer's order.
-    stage2.build_rae(config.rae)
-    initial = stage2.build_model(config.model, init_from="", train_fixed_embeddings=False).state_dict()
+    build.build_rae(config.rae)
+    initial = build.build_model(config.model, init_from="", train_fixed_embeddings=False).state_dict()
     saved = checkpoint_tensors(workdir, 1, tmp_path)
     changed = 0
     for name, value in saved["ema"].items():
@@ -187,10 +187,10 @@ def test_ema_is_decay_times_old_plus_rest_times_new(tmp_path, data_dir):
 def test_warm_start_from_a_released_format_checkpoint(tmp_path, data_dir):
     sys.path.insert(0, REPO)
     from configs import quickstart
-    from rae_xla.train import stage2
+    from rae_xla.train import build
     config = quickstart.get_config("steps=1,batch=8")
     torch.manual_seed(1234)  # Weights the trainer would never draw itself.
-    released = stage2.build_model(config.model, init_from="", train_fixed_embeddings=False).state_dict()
+    released = build.build_model(config.model, init_from="", train_fixed_embeddings=False).state_dict()
     torch.save({"ema": released}, tmp_path / "stage2_model.pt")  # The released file format.
     workdir = tmp_path / "run"
     run_python(args(workdir, data_dir, 1, f"--config.train.init_from={tmp_path / 'stage2_model.pt'}",

@@ -1,0 +1,61 @@
+"""Models from the config, shared by every job (stage-1 and stage-2 training, sampling, statistics).
+
+Each builder returns a host module in eval mode; placing and sharding it is the runtime's job. Config mistakes
+found while building (a latent/model mismatch, a checkpoint of another model) raise `ConfigError` with the fix.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from absl import logging
+
+from rae_xla import config as config_lib
+from rae_xla.checkpoint import official
+from rae_xla.models import build_stage2_model
+from rae_xla.models.rae import RAE
+
+
+def build_rae(rae_cfg) -> RAE:
+    """The RAE of `config.rae` (released files or 'random-tiny'), on the host, eval mode."""
+    return RAE.from_pretrained(
+        encoder=rae_cfg.encoder_path, encoder_kind=rae_cfg.encoder, decoder_config=rae_cfg.decoder_config,
+        decoder_weights=rae_cfg.decoder_weights or None, stats=rae_cfg.stats or None,
+        encoder_input_size=rae_cfg.encoder_input_size, decoder_patch_size=rae_cfg.decoder_patch_size,
+        noise_tau=rae_cfg.noise_tau).eval()
+
+
+def model_kwargs(model_cfg) -> dict[str, Any]:
+    """`config.model` without 'arch', lists for the pair-valued fields (official keyword arguments)."""
+    kwargs = model_cfg.to_dict()
+    kwargs.pop("arch")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+
+
+def check_model_matches_latents(model_cfg, latent_shape: tuple[int, int, int]) -> None:
+    """A model whose input is not the RAE latent is a config error, raised before anything compiles."""
+    channels, height, _ = latent_shape
+    if model_cfg.in_channels != channels or model_cfg.input_size != height:
+        raise config_lib.ConfigError(
+            f"model expects {model_cfg.in_channels}x{model_cfg.input_size}x{model_cfg.input_size} latents but the "
+            f"RAE encoder produces {channels}x{height}x{height}; set --config.model.in_channels={channels} "
+            f"--config.model.input_size={height} (or change rae.encoder_input_size)")
+
+
+def build_model(model_cfg, *, init_from: str, train_fixed_embeddings: bool) -> torch.nn.Module:
+    """The stage-2 model on the host; optionally warm-started from a released `stage2_model.pt`.
+
+    `pos_embed` (sin-cos) and `t_embedder.W` (the Gaussian-Fourier frequencies) are created frozen; the
+    official main-branch trainer unfreezes them with `requires_grad_(True)`, the XLA trainer that produced
+    the released checkpoints does not. `train_fixed_embeddings` picks the main-branch behaviour.
+    """
+    module = build_stage2_model(model_cfg.arch, **model_kwargs(model_cfg))
+    if init_from:
+        try:
+            official.load_stage2(module, init_from)
+        except official.CheckpointMismatchError as e:  # A file of another model: one clear line.
+            raise config_lib.ConfigError(f"train.init_from: {e}") from e
+        logging.info("Warm start from %s.", init_from)
+    if train_fixed_embeddings:
+        module.requires_grad_(True)
+    return module.eval()  # Label dropout is applied by the step (stage2_step.py), not by a train-mode forward.
