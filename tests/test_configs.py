@@ -80,8 +80,8 @@ def test_overrides_apply_and_are_typed():
     ("--config.train.global_batch_size=abc", "invalid literal"),
     ("--config.sample.guidance.method=cgf", "did you mean 'cfg'"),
 ])
-def test_bad_overrides_give_one_clear_line(override, message):
-    result = run_python(["-m", "rae_xla.main", "--config=configs/quickstart.py", "--workdir=/tmp/rae_xla_unused",
+def test_bad_overrides_give_one_clear_line(override, message, tmp_path):
+    result = run_python(["-m", "rae_xla.main", "--config=configs/quickstart.py", f"--workdir={tmp_path}",
                          "--config.runtime.backend=cpu", override], check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
@@ -110,6 +110,7 @@ def test_validate_catches_batch_not_divisible_and_mesh_mismatch(tmp_path):
         config_lib.resolve_mesh({"data": 3, "fsdp": -1}, 8)
 
 
+@pytest.mark.xla
 def test_info_job_writes_the_resolved_config(tmp_path):
     result = run_python(["-m", "rae_xla.main", "--config=configs/info.py", f"--workdir={tmp_path}",
                          "--config.runtime.mesh.data=2"], xla_devices=4)

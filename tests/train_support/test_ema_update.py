@@ -87,6 +87,7 @@ def test_errors_name_the_problem():
                                                                              nn.Linear(2, 2)))
 
 
+@pytest.mark.xla
 def test_xla_step_with_ema_and_host_lr_compiles_once():
     """On the XLA CPU device: EMA inside a compiled step equals eager CPU, and a host-float LR from the
     schedule does not recompile (the script asserts both and prints OK)."""
