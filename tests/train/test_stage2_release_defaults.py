@@ -22,10 +22,12 @@ from tests.train import release_defaults_config
 CONFIG = "tests/train/release_defaults_config.py"
 LATENT_SHAPE = (64, 4, 4)  # The quickstart's random-tiny DINOv2 at 56 px.
 ALPHA = math.sqrt(64 * 4 * 4 / release_defaults_config.SHIFT_BASE)  # = 2.
-# bf16 has an 8-bit significand (relative step 2**-8 = 0.0039). CPU and XLA autocast lower different op lists to
-# bf16 and round in different orders, and AdamW carries the differences from step to step; the per-step loss
-# (a mean over 16 x 1024 values) agrees to a few bf16 steps. fp32 runs agree to 2e-4 (test_stage2.py).
-BF16_RTOL = 2e-2
+# bf16 keeps 8 significant bits (relative step 2**-8 = 3.9e-3). CPU and XLA autocast round the same matmuls in
+# different orders and AdamW carries the differences from step to step. Observed over 8 steps: loss 1.2e-4,
+# grad norm 1.3e-3 relative (fp32 runs agree to 2e-4, test_stage2.py). Stated tolerances: a quarter of a bf16 step
+# on the loss (a mean over 16 x 1024 values averages the rounding out) and one bf16 step on the gradient norm.
+BF16_LOSS_RTOL = 2 ** -8 / 4
+BF16_GRAD_NORM_RTOL = 2 ** -8
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +97,9 @@ def test_xla_strict_bf16_graph_count_is_fixed_and_the_loss_falls(run, request):
 
 @pytest.mark.xla
 def test_xla_bf16_agrees_with_eager_cpu_bf16(xla_host, cpu_host):
-    np.testing.assert_allclose([r["loss"] for r in xla_host], [r["loss"] for r in cpu_host], rtol=BF16_RTOL)
+    np.testing.assert_allclose([r["loss"] for r in xla_host], [r["loss"] for r in cpu_host], rtol=BF16_LOSS_RTOL)
     np.testing.assert_allclose([r["grad_norm"] for r in xla_host], [r["grad_norm"] for r in cpu_host],
-                               rtol=2 * BF16_RTOL)
+                               rtol=BF16_GRAD_NORM_RTOL)
     assert _falls([r["loss"] for r in cpu_host], window=3)
 
 
