@@ -51,3 +51,10 @@ def test_official_tiny_stage1_case_has_a_test(case):
     pattern = re.compile("|".join(rf"[\"']{re.escape(n)}[\"']" for n in names))
     named = [os.path.relpath(p, REPO) for p, s in readers.items() if pattern.search(s)]
     assert named, f"golden case {case!r} of official_tiny_stage1 ({names}) is not named by any test that reads it"
+
+
+def test_a_missing_golden_file_is_a_clear_failure_not_a_skip():
+    with pytest.raises(FileNotFoundError, match=r"golden file .*official_tiny/no_such_case\.io\.pt is missing: "
+                                                r"tests/golden/ is part of the repository"):
+        golden.load("no_such_case.io.pt")
+    assert golden.path("official_tiny", "manifest.json").is_relative_to(REPO)  # Inside the repository.
