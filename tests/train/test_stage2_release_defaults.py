@@ -2,6 +2,7 @@
 next to this file): bf16 autocast, on-device random draws, a time shift alpha = 2 > 1 derived from the latent
 shape, latent statistics (a mean + variance file, and a variance-only file as the released DINOv2-B stats), label
 dropout 0.1 in the step.
+
 Three runs through `python -m rae_xla.main`, one per module fixture and shared by every assertion:
 - xla_device: 4 virtual XLA devices (FSDP), strict, rng='device', mean + variance stats, 16 steps.
 - xla_host / cpu_host: the same on XLA (strict) and on eager CPU, both bf16, variance-only stats, rng='host' (the
