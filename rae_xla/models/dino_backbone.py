@@ -126,9 +126,13 @@ class FrozenDino(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x (B,3,H,W) in [-1,1] -> feature maps, each (B, embed_dim, tokens): last block first, then key depths."""
-        with torch.autocast(device_type=x.device.type, enabled=False):   # the official prefix runs in fp32
-            x = self.preprocess(x)                                            # (B,3,224,224)
+        """x (B,3,H,W) in [-1,1] -> feature maps, each (B, embed_dim, tokens): last block first, then key depths.
+
+        The resize and normalisation run in float32 (outside autocast, as the official prefix); the rest in the
+        backbone's dtype (float32, or bfloat16 after `.to(torch.bfloat16)`) or under the caller's autocast.
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = self.preprocess(x).to(self.vit.pos_embed.dtype)              # (B,3,224,224)
             tokens = self.vit.patch_embed(x)                                  # (B, T, C)
             cls = self.vit.cls_token.expand(tokens.shape[0], -1, -1)
             tokens = torch.cat([cls, tokens], dim=1) + self.vit.pos_embed     # (B, 1+T, C)
@@ -141,9 +145,38 @@ class FrozenDino(nn.Module):
         return features
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """The patch-embedding input for x in [-1,1]: (B,3,224,224) (for parity tests)."""
-        x = F.interpolate(x.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        return x * self.x_scale + self.x_shift
+        """x (B,3,H,W) in [-1,1] -> the patch-embedding input (B,3,224,224), float32."""
+        x = resize_bilinear(x.float(), INPUT_SIZE)
+        return x * self.x_scale.float() + self.x_shift.float()
+
+
+def bilinear_matrix(size_in: int, size_out: int, device=None) -> torch.Tensor:
+    """(size_out, size_in) float32 M with M @ v == 1-D F.interpolate(v, mode='linear', align_corners=False).
+
+    PyTorch's rule: source = max((dst + 0.5) * in/out - 0.5, 0), i0 = floor(source), i1 = min(i0 + 1, in - 1),
+    weights (1 - frac, frac). Built from `arange` on `device`, so under XLA it is a graph constant.
+    """
+    scale = torch.tensor(size_in / size_out, dtype=torch.float32, device=device)
+    source = torch.clamp((torch.arange(size_out, device=device, dtype=torch.float32) + 0.5) * scale - 0.5, min=0.0)
+    low = source.long()
+    frac = source - low
+    high = torch.clamp(low + 1, max=size_in - 1)
+    columns = torch.arange(size_in, device=device).view(1, size_in)
+    return ((columns == low.view(-1, 1)) * (1 - frac).view(-1, 1)
+            + (columns == high.view(-1, 1)) * frac.view(-1, 1)).float()
+
+
+def resize_bilinear(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,C,H,W) -> (B,C,size,size): F.interpolate(bilinear, align_corners=False, no antialias) as two matmuls.
+
+    XLA has no lowering for the backward of aten::upsample_bilinear2d (it would run on the host, a CPU fallback
+    and a device round trip in every generator step); bilinear resizing is separable, so fixed row and column
+    matrices give the same weights as PyTorch's (bit-equal; tested) and outputs equal up to summation order: 5e-7 at
+    256 px. (PyTorch's own CPU kernels differ by up to 6e-5 between a 3-channel and a 1-channel call at 512 px.)
+    """
+    rows = bilinear_matrix(images.shape[-2], size, images.device)          # (size, H)
+    cols = bilinear_matrix(images.shape[-1], size, images.device)          # (size, W)
+    return rows @ images @ cols.T
 
 
 def resolve_recipe(recipe, *, key_depths=None, norm_eps=None) -> dict:

@@ -106,7 +106,8 @@ class DinoDiscriminator(nn.Module):
         """x (B,3,H,W) in [-1,1] -> [(B, tokens)] per head, in feature order. See `forward` for `power_iteration`."""
         features = self.backbone(x)
         with _spectral_mode(self.heads, power_iteration):
-            return [head(f).flatten(1) for head, f in zip(self.heads, features)]
+            # float32 features for the float32 heads (a no-op unless the backbone runs in another dtype).
+            return [head(f.float()).flatten(1) for head, f in zip(self.heads, features)]
 
     def forward(self, x: torch.Tensor, *, power_iteration: bool | None = None) -> torch.Tensor:
         """x (B,3,H,W) in [-1,1] (any H, W: resized to 224) -> logits (B, heads*tokens), float32.
