@@ -19,8 +19,10 @@ chooses per call without touching the caller's mode.
 
 Under XLA: the power iteration is a few matrix-vector products and in-place buffer writes inside `no_grad`; it
 traces into the step graph like any other op (no host sync, no data-dependent shape) and the updated u, v are
-graph outputs. Keep the buffers replicated (they are tiny) and call the module the same way in every step of a
-phase so the graph is the same. On CUDA, wrap with DDP `broadcast_buffers=False` (u, v evolve identically on
+graph outputs. Under SPMD, give the buffers (`spectral_norm_buffers()`) an explicit sharding, e.g. replicated (they
+are tiny), before the first step: unannotated, they come back from the first graph with the sharding XLA
+propagated onto them, and the second call compiles a second graph. Call the module the same way in every step of
+a phase so the graph is the same. On CUDA, wrap with DDP `broadcast_buffers=False` (u, v evolve identically on
 every rank when the weights do; broadcasting the frozen backbone each step would be wasted bandwidth).
 
 Known official quirks kept (tests/golden/official_tiny_stage1/manifest.json `quirks`): a freshly built
@@ -116,6 +118,11 @@ class DinoDiscriminator(nn.Module):
         `weight_u`/`weight_v` in place; eval: stored u, v); True/False forces it for this call only.
         """
         return torch.cat(self.logits_per_head(x, power_iteration=power_iteration), dim=1)
+
+    def spectral_norm_buffers(self) -> dict[str, torch.Tensor]:
+        """name -> `weight_u` / `weight_v` buffer: the state a train-mode call updates in place (annotate these
+        under SPMD, see the module docstring)."""
+        return {name: buf for name, buf in self.named_buffers() if name.endswith(("weight_u", "weight_v"))}
 
     def load_state_dict(self, state_dict: Mapping, strict: bool = True, assign: bool = False):
         """The official `disc` entry (heads only); strict by default, mismatches raise naming the keys."""

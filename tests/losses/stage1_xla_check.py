@@ -112,9 +112,8 @@ def main(mode):
         # The spectral-norm vectors are updated in place by the step. Left unannotated, they come back from the
         # first graph with whatever sharding XLA propagated onto them, and the second call compiles a second
         # graph; an explicit (replicated) annotation is kept across the in-place update.
-        for name, buf in xla_disc.named_buffers():
-            if name.endswith(("weight_u", "weight_v")):
-                xs.mark_sharding(buf, mesh, (None,))
+        for buf in xla_disc.spectral_norm_buffers().values():
+            xs.mark_sharding(buf, mesh, (None,))
     compiled_d = torch_xla.compile(d_step, full_graph=True, name="d_step", max_different_graphs=1)
     compiled_g = torch_xla.compile(g_step, full_graph=True, name="g_step", max_different_graphs=1)
     for step_name, fn, compiled, args in (
