@@ -9,8 +9,11 @@ inside raises), each run 3 times with new inputs:
   g_step: a tiny decoder's reconstruction -> DiffAug (injected draws) -> eval-mode discriminator -> vanilla G
           loss; L1 + LPIPS-like loss; the adaptive weight (two autograd.grad calls w.r.t. decoder_pred.weight,
           inside the graph); total-loss backward. Checks the weight, the total loss and the decoder gradients.
-spmd: the same with the batch sharded over ('data', 'fsdp') = (2, 2) and each >=2-D weight's largest dim on
-'fsdp'. Prints one JSON line per check and OK; exits non-zero on the first failure.
+spmd: the same with the batch sharded over ('data', 'fsdp') = (2, 2), each >=2-D weight's largest dim on 'fsdp'
+and the spectral-norm u, v annotated as replicated (without that annotation the second D step compiles a second
+graph). Passed on 2026-12-01 (6 checks, 1 graph each, 0 fallbacks); it compiles for ~5 min on 2 busy cores, so the
+test suite runs 'plain' only.
+Prints one JSON line per check and OK; exits non-zero on the first failure.
 """
 import copy
 import json
