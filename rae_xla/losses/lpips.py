@@ -149,7 +149,7 @@ class LPIPS(nn.Module):
         try:
             state = read_checkpoint(path)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"LPIPS VGG16 backbone file {path!r} does not exist. Download {VGG16_URL} and "
+            raise FileNotFoundError(f"LPIPS VGG16 backbone file {path!r} not found ({err}). Download {VGG16_URL} and "
                                     f"point the LPIPS backbone at it, or put it at {torchvision_cache_path()} "
                                     "and use 'imagenet'.") from err
         self.net.load_torchvision(state, repr(path))

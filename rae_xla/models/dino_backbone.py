@@ -4,7 +4,7 @@ timm's `VisionTransformer` has exactly the key names of the released `discs/dino
 (original-DINO naming: `cls_token`, `pos_embed`, `patch_embed.proj`, `blocks.N.{norm1,attn.qkv,attn.proj,norm2,
 mlp.fc1,mlp.fc2}`, `norm`), so it is the network; this module adds only what the official wrapper does around it
 (REFERENCE.md §5.5):
-- input x in [-1, 1] -> bilinear resize to 224x224 (align_corners=False, no antialias; always, also for 256 or
+- input x in [-1, 1] -> bilinear resize to 224x224 (align_corners=False, no antialias, written as two matmuls; always, for 256 or
   512 px inputs, issue #76) -> x * (0.5/std) + (0.5 - mean)/std with ImageNet mean/std, in float32;
 - patch embedding, CLS, `pos_embed` (the grid is always 224/patch, so the table is never interpolated);
 - the blocks, with tanh-approximate GELU in the MLP (the original DINO uses exact GELU; the official
@@ -33,6 +33,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Buffers of the official wrapper that a checkpoint may hold; they are constants here (the input normalisation).
 WRAPPER_BUFFERS = ("x_scale", "x_shift")
+RELEASED_FILE = "hf://nyu-visionx/RAE-collections/discs/dino_vit_small_patch8_224.pth"
 RANDOM = "random"                      # dino_ckpt_path value for a seeded random backbone (tests, quickstart)
 
 # Backbone sizes by official recipe name (`disc/dinodisc.py`, `recipes`). DINO ViT-S/8: 21.7M parameters.
@@ -200,18 +201,18 @@ def resolve_recipe(recipe, *, key_depths=None, norm_eps=None) -> dict:
 
 
 def build_backbone(recipe: dict, checkpoint) -> FrozenDino:
-    """FrozenDino(**recipe) loaded from `checkpoint` (path / gs:// / dict); 'random' keeps timm's random init."""
-    backbone = FrozenDino(**recipe)
+    """FrozenDino(**recipe) loaded from `checkpoint` (local / gs:// / hf:// path or a dict); 'random' keeps timm's
+    random init (seeded by torch's global generator)."""
     if checkpoint is None:
-        raise ValueError("the DINO discriminator needs `dino_ckpt_path`: the released "
-                         "discs/dino_vit_small_patch8_224.pth (RAE-collections on the HF hub), or 'random' for a "
-                         "random backbone (tests and the quickstart only).")
+        raise ValueError(f"the DINO discriminator needs `dino_ckpt_path`: the released {RELEASED_FILE}, or 'random' "
+                         "for a random backbone (tests and the quickstart only).")
+    backbone = FrozenDino(**recipe)
     if checkpoint != RANDOM:
         try:
             backbone.load_checkpoint(checkpoint)
         except FileNotFoundError as err:
             raise FileNotFoundError(
-                f"DINO discriminator backbone {checkpoint!r} not found: download discs/dino_vit_small_patch8_224.pth "
-                "from the RAE-collections model repository and set gan.disc.arch.dino_ckpt_path to it (or 'random' "
-                "for a random backbone, tests and the quickstart only).") from err
+                f"DINO discriminator backbone {checkpoint!r} not found ({err}). Point gan.disc.arch.dino_ckpt_path at "
+                f"{RELEASED_FILE} (a local or gs:// copy, or that hf:// path), or use 'random' for a random "
+                "backbone (tests and the quickstart only).") from err
     return backbone
