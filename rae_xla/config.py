@@ -183,8 +183,6 @@ def guidance_block(**overrides: Any) -> ml_collections.ConfigDict:
         scale=1.0,
         t_min=0.0,
         t_max=1.0,
-        model_preset="DiTDH-S",  # autoguidance: the weaker model's preset ...
-        model_weights="",  # ... and its stage2_model.pt.
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -351,6 +349,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _one_of(g.method, ("none", "cfg", "autoguidance"), "sample.guidance.method")
         _require(0.0 <= g.t_min < g.t_max <= 1.0,
                  f"sample.guidance needs 0 <= t_min < t_max <= 1, got [{g.t_min}, {g.t_max}]")
+        # Training previews have one model; autoguidance needs a second, weaker one that no preview config names.
+        _require(g.method != "autoguidance" or "train" not in config or config.train.sample_every == 0,
+                 "sample.guidance.method='autoguidance' cannot be used for training previews: they sample the EMA "
+                 "model alone and autoguidance needs a second (weak) model. Set --config.sample.guidance.method=cfg "
+                 "(or none) for training, or --config.train.sample_every=0; sample with autoguidance in a sampling job")
     if "rae" in config:
         _one_of(config.rae.encoder, ("dinov2", "siglip2", "mae"), "rae.encoder")
         _check_released_rae_name(config.rae)

@@ -80,8 +80,8 @@ def test_overrides_apply_and_are_typed():
     ("--config.train.global_batch_size=abc", "invalid literal"),
     ("--config.sample.guidance.method=cgf", "did you mean 'cfg'"),
 ])
-def test_bad_overrides_give_one_clear_line(override, message):
-    result = run_python(["-m", "rae_xla.main", "--config=configs/quickstart.py", "--workdir=/tmp/rae_xla_unused",
+def test_bad_overrides_give_one_clear_line(override, message, tmp_path):
+    result = run_python(["-m", "rae_xla.main", "--config=configs/quickstart.py", f"--workdir={tmp_path}",
                          "--config.runtime.backend=cpu", override], check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
@@ -110,8 +110,26 @@ def test_validate_catches_batch_not_divisible_and_mesh_mismatch(tmp_path):
         config_lib.resolve_mesh({"data": 3, "fsdp": -1}, 8)
 
 
+@pytest.mark.xla
 def test_info_job_writes_the_resolved_config(tmp_path):
     result = run_python(["-m", "rae_xla.main", "--config=configs/info.py", f"--workdir={tmp_path}",
                          "--config.runtime.mesh.data=2"], xla_devices=4)
     assert "mesh           {'data': 2, 'fsdp': 2}" in result.stderr
     assert '"data": 2' in (tmp_path / "config.json").read_text()
+
+
+def test_autoguidance_previews_are_refused_not_silently_unguided(tmp_path):
+    from rae_xla.train import previews
+    config = with_local_paths(load(os.path.join(REPO, "configs", "quickstart.py")), tmp_path)
+    config.sample.guidance.update(method="autoguidance", scale=1.5)
+    with pytest.raises(config_lib.ConfigError, match="cannot be used for training previews.*needs a second"):
+        config_lib.validate(config)
+    with pytest.raises(ValueError, match="autoguidance"):  # The second line of defence, in the preview itself.
+        previews.preview_guidance(config.sample, num_classes=10)
+    config.train.sample_every = 0  # No previews: nothing samples, so the sample block is not in the way.
+    config_lib.validate(config)
+    config.sample.guidance.update(method="cfg", scale=1.5, t_min=0.2, t_max=0.8)
+    assert previews.preview_guidance(config.sample, num_classes=10) == dict(
+        method="cfg", scale=1.5, t_min=0.2, t_max=0.8, null_label=10)
+    config.sample.guidance.scale = 1.0  # scale <= 1 means no guidance, as in the official scripts.
+    assert previews.preview_guidance(config.sample, num_classes=10) is None

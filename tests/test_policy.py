@@ -49,3 +49,24 @@ def test_no_grab_bag_modules_and_files_stay_small():
     assert not [p for p in LIBRARY if os.path.basename(p) in ("utils.py", "helpers.py", "misc.py")]
     too_long = {_rel(p): n for p in LIBRARY if (n := len(_source(p).splitlines())) > 600}
     assert too_long == {}
+
+
+TESTS = sorted(p for p in glob.glob(os.path.join(REPO, "tests", "**", "*.py"), recursive=True)
+               if os.path.basename(p).startswith("test_"))
+
+
+def test_every_test_that_starts_xla_carries_the_xla_marker():
+    """The conftest rule (skip without a wheel, fail on Linux x86_64) is applied by `run_python(xla_devices=n)`
+    itself, and by `pytest.mark.xla` for everything else: a test file that sets PJRT_DEVICE on its own must carry
+    the marker."""
+    sets_pjrt = re.compile(r"PJRT_DEVICE=['\"]CPU")
+    offenders = [_rel(p) for p in TESTS if sets_pjrt.search(_source(p)) and "pytest.mark.xla" not in _source(p)]
+    assert len(TESTS) > 20 and offenders == []
+
+
+def test_tests_never_read_outside_the_repository():
+    """Oracle data comes from tests/golden through its resolver; a fresh clone has no sibling folders."""
+    outside = re.compile(r"\.\./shared|['\"]/(work|home|root|data|mnt)/|expanduser\(")
+    offenders = [_rel(p) for p in glob.glob(os.path.join(REPO, "tests", "**", "*.py"), recursive=True)
+                 if outside.search(_source(p)) and _rel(p) != os.path.join("tests", "test_policy.py")]
+    assert offenders == []

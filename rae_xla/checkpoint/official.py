@@ -13,6 +13,7 @@ import io
 from collections.abc import Mapping
 
 import torch
+from absl import logging
 from etils import epath
 from torch import nn
 
@@ -66,12 +67,21 @@ def load_decoder(decoder: nn.Module, src) -> nn.Module:
 
 
 def load_stats(src) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """`stat.pt` -> (mean or None, var). The released DINOv2-B stats have no mean (issue #33): variance only."""
+    """`stat.pt` -> (mean or None, var). The released DINOv2-B stats have no mean (issue #33): variance only.
+
+    `var` is required (a stats file without it would silently mean unit variance in the official loader, which
+    reads `stats.get('var')`). Other keys are ignored with a warning, as the official loader ignores them (a
+    `calculate_stat.py` variant may store e.g. a sample count next to the statistics).
+    """
     stats = read_checkpoint(src)
-    unknown = set(stats) - {"mean", "var"}
-    if "var" not in stats or unknown:
-        raise CheckpointMismatchError(f"latent stats {_name(src)} must hold 'var' and optionally 'mean'; "
-                                      f"found keys {sorted(stats)}.")
+    if "var" not in stats:
+        raise CheckpointMismatchError(f"latent stats {_name(src)} must hold 'var' (and optionally 'mean'); found "
+                                      f"keys {sorted(stats)}. Point rae.stats at a stat.pt written by the "
+                                      "statistics job or the released files.")
+    extra = sorted(set(stats) - {"mean", "var"})
+    if extra:
+        logging.warning("latent stats %s: ignoring keys %s (only 'mean' and 'var' are used, as in the official "
+                        "loader).", _name(src), extra)
     mean = stats.get("mean")  # absent mean is the released DINOv2-B format, not a hidden default
     return (None if mean is None else mean.float()), stats["var"].float()
 

@@ -6,8 +6,8 @@ time so any dataset name works, build into a staging folder, then publish:
 - local data_dir: one `os.rename` of the finished version folder (atomic: a crashed build is never read);
 - gs:// data_dir: upload every file, `dataset_info.json` last (readers only accept a version folder
   holding it, see `sources.find_tfds_version_dir`).
-A second split (e.g. `validation` after `train`) is merged into the existing version: its files are
-added, then dataset_info.json is replaced by one listing both splits.
+A second split (e.g. `validation` after `train`) is merged into the existing version: its files (shards and
+extra files) are added, then dataset_info.json is replaced by one listing both splits.
 """
 import json
 import os
@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from absl import logging
 from etils import epath
@@ -85,8 +85,9 @@ def _merge_split_info(existing: epath.Path, staged: epath.Path, split: str) -> s
     return json.dumps(info, indent=2, sort_keys=True)
 
 
-def _publish(staged: epath.Path, target: epath.Path, split_names: list[str]) -> None:
-    """Moves the staged version folder to target (new dataset) or merges new splits into target."""
+def _publish(staged: epath.Path, target: epath.Path, split_names: list[str], extra_names: list[str]) -> None:
+    """Moves the staged version folder to target (new dataset) or merges new splits (their shards and the extra
+    files `extra_names`) into target."""
     target_info = target / 'dataset_info.json'
     if target_info.exists():
         existing = {s['name'] for s in json.loads(target_info.read_text())['splits']}
@@ -97,7 +98,7 @@ def _publish(staged: epath.Path, target: epath.Path, split_names: list[str]) -> 
         if merged_info is None:
             raise ValueError(f'{target} exists; add splits to it one --split at a time.')
         for f in staged.iterdir():
-            if f.name.startswith(f'{target.parent.name}-{split_names[0]}.'):
+            if f.name.startswith(f'{target.parent.name}-{split_names[0]}.') or f.name in extra_names:
                 _copy_file(f, target / f.name)
         tmp_info = target / f'.dataset_info.json.{uuid.uuid4().hex}'
         tmp_info.write_text(merged_info)
@@ -115,7 +116,7 @@ def _publish(staged: epath.Path, target: epath.Path, split_names: list[str]) -> 
 
 def write_tfds_dataset(data_dir: str, name: str, class_names: list[str],
                        splits: dict[str, Callable[[], Iterator[Example]]], description: str,
-                       extra_files: dict[str, str] | None = None) -> epath.Path:
+                       extra_files: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None) -> epath.Path:
     """Builds `data_dir/name/1.0.0` with the given splits and returns that path.
 
     Args:
@@ -124,7 +125,9 @@ def write_tfds_dataset(data_dir: str, name: str, class_names: list[str],
       class_names: label names; label i is class_names[i].
       splits: split name -> zero-argument function returning an iterator of (key, example).
       description: stored in dataset_info.json.
-      extra_files: file name -> text, written into the version folder before it is published.
+      extra_files: file name -> text, written into the version folder before it is published (also when a
+        split is added to an existing dataset); or a function returning that dict, called after the examples
+        were generated (e.g. to record what the generators skipped).
     """
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     check_dataset_name(name)
@@ -138,10 +141,11 @@ def write_tfds_dataset(data_dir: str, name: str, class_names: list[str],
         builder = _builder_class(name, class_names, description, splits)(data_dir=staging, file_format='array_record')
         builder.download_and_prepare()
         staged = epath.Path(staging) / name / VERSION
-        for file_name, text in (extra_files or {}).items():
+        extra = dict((extra_files() if callable(extra_files) else extra_files) or {})
+        for file_name, text in extra.items():
             (staged / file_name).write_text(text)
         target = epath.Path(data_dir) / name / VERSION
-        _publish(staged, target, list(splits))
+        _publish(staged, target, list(splits), list(extra))
         logging.info('Wrote TFDS dataset %s (splits %s, %d classes).', target, list(splits), len(class_names))
         return target
     finally:

@@ -14,12 +14,16 @@ from rae_xla import flow
 
 
 def preview_guidance(sample_cfg, num_classes: int):
-    """The `flow.sample` guidance dict for training previews (CFG only: autoguidance needs a second model and
-    belongs to the sampling job); None when off."""
+    """The `flow.sample` guidance dict for training previews (CFG only); None when off.
+
+    Autoguidance needs a second (weak) model, which previews do not have: `config.validate` refuses it, and this
+    raises rather than silently sampling without guidance. scale <= 1 is no guidance, as in the official scripts.
+    """
     g = sample_cfg.guidance
+    if g.method == "autoguidance":
+        raise ValueError("training previews cannot use sample.guidance.method='autoguidance' (no weak model); "
+                         "use 'cfg' or 'none'")
     if g.method == "none" or g.scale <= 1.0:
-        return None
-    if g.method != "cfg":
         return None
     return dict(method="cfg", scale=g.scale, t_min=g.t_min, t_max=g.t_max, null_label=num_classes)
 

@@ -67,6 +67,7 @@ def test_throughput_eager_cpu(run_python, tmp_path):
     assert report["compiled_graphs"] is None
 
 
+@pytest.mark.xla
 def test_throughput_xla_fsdp_bytes_per_device(run_python, tmp_path):
     mesh_fsdp = 4
     report = _run(run_python, tmp_path, "xla", xla_devices=4, extra=(f"--config.runtime.mesh.fsdp={mesh_fsdp}",))

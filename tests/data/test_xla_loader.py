@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import rae_xla.data as data
+
+pytestmark = pytest.mark.xla
 
 _SCRIPT = os.path.join(os.path.dirname(__file__), 'xla_loader_script.py')
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -9,6 +9,8 @@ import pytest
 
 from tests import golden
 
+pytestmark = pytest.mark.xla
+
 SCRIPT = pathlib.Path(__file__).with_name("xla_sampling_script.py")
 # Distinct step graphs `sample` must ask for with 10 grid points (9 steps):
 EXPECTED_GRAPHS = {

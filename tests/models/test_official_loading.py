@@ -68,3 +68,14 @@ def test_stats_formats():
     assert no_mean is None and torch.equal(var2, var)
     with pytest.raises(CheckpointMismatchError, match="'var'"):
         load_stats({"mean": mean})
+
+
+def test_stats_extra_keys_are_ignored_with_a_warning_but_var_is_still_required(tmp_path, caplog):
+    stats = golden.load("latent_stats.pt")
+    torch.save({**stats, "count": torch.tensor(1281167), "note": torch.zeros(1)}, tmp_path / "stat.pt")
+    with caplog.at_level("WARNING"):
+        mean, var = load_stats(str(tmp_path / "stat.pt"))  # The official loader ignores extra keys too.
+    assert torch.equal(mean, stats["mean"]) and torch.equal(var, stats["var"])
+    assert "ignoring keys ['count', 'note']" in caplog.text
+    with pytest.raises(CheckpointMismatchError, match="must hold 'var'"):
+        load_stats({"mean": stats["mean"], "count": torch.tensor(3)})

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.xla
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "xla_check.py")
 
 

@@ -49,6 +49,7 @@ def _max_diff(a, b, prefix=""):
     return max(float(np.max(np.abs(np.array(a[k]) - np.array(b[k])))) for k in keys)
 
 
+@pytest.mark.xla
 @pytest.mark.parametrize("run", ["xla_2x2", "xla_2x4"])
 def test_spmd_training_matches_eager(run, eager, request):
     xla = request.getfixturevalue(run)
@@ -62,6 +63,7 @@ def test_spmd_training_matches_eager(run, eager, request):
     assert eager["losses"][-1] < eager["losses"][0]  # It trains.
 
 
+@pytest.mark.xla
 @pytest.mark.parametrize("run", ["xla_2x2", "xla_2x4"])
 def test_no_recompiles_after_warmup_and_no_cpu_fallbacks(run, request):
     xla = request.getfixturevalue(run)
@@ -71,6 +73,7 @@ def test_no_recompiles_after_warmup_and_no_cpu_fallbacks(run, request):
     assert xla["compile"]["cpu_fallbacks"] == []
 
 
+@pytest.mark.xla
 def test_strict_step_rejects_a_host_sync():
     result = run_python(["-m", "rae_xla.runtime.selftest", "--backend=xla", "--mesh=1,-1", "--steps=1", "--strict",
                          "--strict_item"], xla_devices=4, check=False)
@@ -78,6 +81,7 @@ def test_strict_step_rejects_a_host_sync():
     assert "Unexpected execution happens inside the compiled function" in result.stderr
 
 
+@pytest.mark.xla
 def test_checkpoint_from_2x2_restores_exactly_onto_4x1_and_onto_cpu(xla_2x2, tmp_path):
     out = tmp_path / "restored.json"
     run_python(["-m", "rae_xla.runtime.selftest", "--backend=xla", "--mesh=4,1",
@@ -109,6 +113,7 @@ class _CrashAfterWriting:
         raise KeyboardInterrupt("preempted")
 
 
+@pytest.mark.xla
 def test_an_interrupted_save_is_never_restored(xla_2x2, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(xla_2x2["checkpoint_dir"], ckpt)

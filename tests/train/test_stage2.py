@@ -63,6 +63,7 @@ def test_quickstart_run_learns_and_fills_the_workdir(tmp_path, data_dir):
     assert grid.size == (3 * 64, 3 * 64)  # 8 samples of 64 px in a 3x3 grid.
 
 
+@pytest.mark.xla
 def test_xla_fsdp_on_4_devices_matches_eager(tmp_path, data_dir):
     eager, xla = tmp_path / "eager", tmp_path / "xla"
     run_python(args(eager, data_dir, 6, "--config.runtime.rng=host"))
@@ -135,6 +136,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(tmp_path, data_dir):
     assert saved[0] == max(m["step"] for m in metrics(workdir))  # The step it stopped at.
 
 
+@pytest.mark.xla
 @pytest.mark.parametrize("first,second", [("xla", "cpu"), ("cpu", "xla")])
 def test_checkpoint_moves_between_4_xla_devices_and_1_cpu(first, second, tmp_path, data_dir):
     reference, moved = tmp_path / "reference", tmp_path / "moved"
@@ -208,8 +210,8 @@ def test_warm_start_from_a_released_format_checkpoint(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("overrides,xla_devices,message", [
-    (("--config.runtime.backend=xla", "--config.train.global_batch_size=6"), 4,
-     "is not divisible by the 4 batch shards"),
+    pytest.param(("--config.runtime.backend=xla", "--config.train.global_batch_size=6"), 4,
+                 "is not divisible by the 4 batch shards", marks=pytest.mark.xla),
     (("--config.data.source=tfds", "--config.data.data_dir=/nonexistent/tfds"), None, "no TFDS dataset"),
     (("--config.model.in_channels=32",), None, "model expects 32x4x4 latents but the RAE encoder produces 64x4x4"),
 ])

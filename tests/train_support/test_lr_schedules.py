@@ -75,6 +75,43 @@ def test_matches_lambdalr_every_step(kind, warmup_from_zero):
         sched.step()
 
 
+def _probe_steps(warmup_steps, decay_end, last_step):
+    """Every step around the start and the end of the decay, the first steps, the last one, and 2,000 evenly
+    spaced steps in between."""
+    around = lambda centre: range(max(centre - 300, 0), centre + 301)
+    steps = set(range(0, 300)) | set(around(warmup_steps)) | set(around(decay_end)) | {last_step - 1, last_step}
+    steps |= {round(i * last_step / 2000) for i in range(2001)}
+    return sorted(steps)
+
+
+@pytest.mark.parametrize("name,kind,spe,warm_ep,end_ep,total_ep,from_zero", [
+    ("stage2 released (REFERENCE §6.1)", "linear", STAGE2_STEPS_PER_EPOCH, 40, 800, 1400, False),
+    ("stage1 released (REFERENCE §5.7)", "cosine", STAGE1_STEPS_PER_EPOCH, 1, 16, 16, True),
+    ("stage2 at 1252 steps/epoch (W = 1024)", "linear", 1252, 40, 800, 1400, False),
+    ("cosine, held warm-up", "cosine", STAGE2_STEPS_PER_EPOCH, 40, 800, 1400, False),
+])
+def test_real_schedules_equal_the_official_factor_on_dense_points(name, kind, spe, warm_ep, end_ep, total_ep,
+                                                                  from_zero):
+    """lr(step) == base_lr * factor(step) float for float on ~3,800 steps of the full-length schedules, with the
+    factor written from REFERENCE §5.7/§6.1 (official_lambda above), including both decay boundaries."""
+    base, final = 2e-4, 2e-5
+    lr = schedules.make_schedule(cfg(type=kind, warmup_epochs=warm_ep, decay_end_epoch=end_ep, base_lr=base,
+                                     final_lr=final, warmup_from_zero=from_zero), spe)
+    warmup_steps, decay_end = warm_ep * spe, end_ep * spe
+    factor = official_lambda(kind, warmup_steps, decay_end, final / base, from_zero)
+    probes = _probe_steps(warmup_steps, decay_end, total_ep * spe)
+    assert len(probes) > 3000, name
+    mismatches = [(s, lr(s), base * factor(s)) for s in probes if lr(s) != base * factor(s)]
+    assert mismatches == [], (name, mismatches[:5])
+    # The boundaries themselves: the last held/warm-up step, the first decay step (factor exactly 1), the last
+    # decay step (above final_lr), and the step where the decay ends (final_lr from there on).
+    assert lr(warmup_steps - 1) == base and lr(warmup_steps) == base and lr(warmup_steps + 1) < base
+    assert lr(decay_end - 1) > final and lr(decay_end) == base * (final / base)
+    assert lr(total_ep * spe) == lr(decay_end)
+    decaying = [lr(s) for s in probes if warmup_steps <= s <= decay_end]
+    assert all(a > b for a, b in zip(decaying, decaying[1:]))  # Strictly decreasing through the decay.
+
+
 def test_unit_step_reads_fields_as_steps():
     by_step = schedules.make_schedule(cfg(unit="step", warmup_epochs=100, decay_end_epoch=1000), steps_per_epoch=0)
     by_epoch = schedules.make_schedule(cfg(warmup_epochs=10, decay_end_epoch=100), steps_per_epoch=10)
