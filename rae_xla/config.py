@@ -18,6 +18,9 @@ from ml_collections import config_dict
 JOBS = {
     "info": "rae_xla.info",
     "train_stage2": "rae_xla.train.stage2",
+    "sample": "rae_xla.sampling.sample_job",
+    "sample_fid": "rae_xla.sampling.fid_job",
+    "reconstruct": "rae_xla.sampling.recon_job",
 }
 BACKENDS = ("auto", "xla", "cuda", "cpu")
 MESH_AXES = ("data", "fsdp")
@@ -197,6 +200,25 @@ def sample_block(**overrides: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(block)
 
 
+def sampling_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """The sampling jobs `sample`, `sample_fid`, `reconstruct` (docs/readme/sampling.md)."""
+    block = dict(
+        # Stage-2 weights: a stage2_model.pt (local or gs://), a training workdir (EMA of its newest checkpoint),
+        # or '' = this job's workdir.
+        checkpoint="",
+        num_samples=50000,  # sample_fid: N; reconstruct: images of the split (0 = all).
+        global_batch_size=256,  # Images per batch over all devices; a multiple of the device count.
+        labels="equal",  # equal (exactly N/num_classes each) | random | official (sample_ddp.py's order)
+        official_world_size=8,  # labels='official': the official run's GPUs ...
+        official_batch=125,  # ... and --per-proc-batch-size.
+        class_labels=(207, 360, 387, 974, 88, 979, 417, 279),  # `sample`: one image per entry.
+        name="samples",  # Output file stem in the workdir.
+        log_every=10,  # Batches between progress lines.
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
 def model_block(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
     """A stage-2 model: `arch` plus every official keyword argument, from a preset (rae_xla/models/presets.py).
 
@@ -330,6 +352,23 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _one_of(g.method, ("none", "cfg", "autoguidance"), "sample.guidance.method")
         _require(0.0 <= g.t_min < g.t_max <= 1.0,
                  f"sample.guidance needs 0 <= t_min < t_max <= 1, got [{g.t_min}, {g.t_max}]")
+    if "sampling" in config:
+        s = config.sampling
+        _one_of(s.labels, ("equal", "random", "official"), "sampling.labels")
+        _require(s.num_samples >= (0 if config.job == "reconstruct" else 1),
+                 f"sampling.num_samples={s.num_samples} must be >= 1 (reconstruct: 0 = the whole split)")
+        _require(s.global_batch_size >= 1 and s.log_every >= 1, "sampling.global_batch_size and log_every must be >= 1")
+        shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
+        _require(config.job == "sample" or s.global_batch_size % shards == 0,
+                 f"sampling.global_batch_size={s.global_batch_size} is not divisible by the {shards} batch shards "
+                 f"(devices or processes); pick a multiple of {shards}")
+        for field, path in (("sampling.checkpoint", s.checkpoint),
+                            ("sample.guidance.model_weights", config.sample.guidance.model_weights if "sample" in config else "")):
+            _require(not path.endswith(".pt") or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
+                     f"{field}={path!r} does not exist; give a local or gs:// stage2_model.pt or a training workdir")
+        if "sample" in config and config.sample.guidance.method == "autoguidance" and config.sample.guidance.scale > 1:
+            _require(bool(config.sample.guidance.model_weights),
+                     "autoguidance needs sample.guidance.model_weights (the weak model's stage2_model.pt or workdir)")
     if "rae" in config:
         _one_of(config.rae.encoder, ("dinov2", "siglip2", "mae"), "rae.encoder")
         for field in ("decoder_weights", "stats"):

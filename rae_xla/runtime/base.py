@@ -68,6 +68,12 @@ class Runtime(abc.ABC):
         replicated, since no host can read another host's shards."""
         return tensor.cpu()
 
+    def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The whole global batch of a device tensor whose dim 0 is split over the processes (the rows each
+        process fed through `device_batches`), on the host of every process, in global row order (sync point).
+        SPMD tensors already span the global batch; torchrun ranks all-gather their rows."""
+        return self.to_host(tensor)
+
     def unwrap(self, model: nn.Module) -> nn.Module:
         """The plain module inside a DDP wrapper (identity elsewhere): use it for state dicts and EMA."""
         return model

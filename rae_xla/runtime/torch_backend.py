@@ -74,6 +74,13 @@ class TorchRuntime(Runtime):
                     fully_shard(block)
         return fully_shard(model)
 
+    def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.distributed:
+            return tensor.cpu()
+        parts = [torch.empty_like(tensor) for _ in range(self.process_count)]
+        dist.all_gather(parts, tensor.contiguous())  # Rank r holds rows [r*b, (r+1)*b) of the global batch.
+        return torch.cat(parts).cpu()
+
     def unwrap(self, model: nn.Module) -> nn.Module:
         return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
