@@ -32,6 +32,7 @@ def run(config, workdir: str, runtime) -> None:
     store = ShardStore(epath.Path(workdir) / f"{s.name}_shards", n, settings, writer=runtime.is_main)
     store.covered = runtime.broadcast_int(store.covered)
     first_step, last_step = store.covered // batch, -(-n // batch)  # Eval batch j holds indices [j*B, (j+1)*B).
+    torch.manual_seed(config.seed)  # A decoder without weights ('' in tests) is the same random one everywhere.
     rae = runtime.place_frozen(build.build_rae(config.rae).eval())
 
     def reconstruct(images: torch.Tensor) -> torch.Tensor:
