@@ -38,7 +38,8 @@ def with_local_paths(config, tmp_path):
         config.rae.stats = ""
     if "sampling" in config:  # Released stage2_model.pt paths -> a training workdir (checked when loading).
         config.sampling.checkpoint = str(tmp_path)
-        config.sample.guidance.model_weights = str(tmp_path) if config.sample.guidance.model_weights else ""
+        if "sample" in config:
+            config.sample.guidance.model_weights = str(tmp_path) if config.sample.guidance.model_weights else ""
     return config
 
 
