@@ -3,7 +3,7 @@
 One reference `sample_fid` run (eager CPU, batch 8) serves every comparison: XLA on 1 device with batch 4 and on
 4 devices with batch 8 give the same npz bit for bit (noise and labels are functions of (seed, index), and each
 sample's arithmetic does not depend on its batch neighbours on CPU), and so does a run killed with SIGKILL and
-restarted. Run time ~4-6 min on 2 busy cores (8 subprocess runs of ~30 s, mostly imports).
+restarted, and two torchrun processes. Run time 8.4 min on 2 cores under load ~15 (9 subprocess runs).
 """
 import json
 import os
@@ -77,6 +77,16 @@ def test_xla_topologies_and_batch_sizes_give_the_same_npz(tmp_path, weights, ref
     graphs = [r["compiled_graphs"] for r in rows]
     # One sampling-step graph (no guidance) + one decode graph, compiled during the first batch, then never again.
     assert len(rows) >= N // batch and graphs == [2.0] * len(graphs), graphs
+
+
+def test_two_torchrun_processes_give_the_same_npz(tmp_path, weights, reference):
+    """Two hosts' worth of processes: each feeds its rows, the batch is gathered, process 0 writes the shards."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    run_python(fid_args(tmp_path, weights, batch=8, overrides=("--config.runtime.backend=cpu",))[2:],
+               module_runner=torchrun + ["-m", "rae_xla.main"])
+    got = load_npz(tmp_path / "samples.npz")
+    np.testing.assert_array_equal(got["arr_1"], reference["arr_1"])
+    np.testing.assert_array_equal(got["arr_0"], reference["arr_0"])
 
 
 def test_resume_after_sigkill_gives_the_uninterrupted_file(tmp_path, weights, reference):
