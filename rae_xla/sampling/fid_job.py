@@ -71,6 +71,9 @@ def run(config, workdir: str, runtime) -> None:
     try:
         device_batches = runtime.device_batches(host_batches()) if starts else iter(())
         for done, (b0, inputs) in enumerate(zip(starts, device_batches), start=1):
+            # Only the SDE draws on the device (its per-step noise): seeded per batch, so it is reproducible for a
+            # fixed device count and batch size (not across them, unlike the initial noise and the labels).
+            runtime.seed(config.seed * 1_000_003 + b0)
             images = engine.images(engine.latents(inputs["noise"], inputs["label"]))
             if pending is not None:
                 finish(*pending)

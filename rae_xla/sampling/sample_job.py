@@ -40,6 +40,7 @@ def run(config, workdir: str, runtime) -> None:
     host = {"noise": sample_noise(config.seed, index, models.latent_shape), "label": torch.from_numpy(padded[index])}
     inputs = next(iter(runtime.device_batches([host])))
     engine = SampleEngine(runtime, models, config.sample, config.runtime.precision)
+    runtime.seed(config.seed)  # The SDE's per-step noise (device draws); the ODE methods draw nothing here.
     latents = engine.latents(inputs["noise"], inputs["label"])
     images = runtime.gather_batch(engine.images(latents)).numpy()[:labels.size]
     latents = runtime.gather_batch(latents).float().numpy()[:labels.size]
