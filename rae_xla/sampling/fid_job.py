@@ -59,7 +59,8 @@ def run(config, workdir: str, runtime) -> None:
             yield {"noise": sample_noise(config.seed, index, models.latent_shape),
                    "label": torch.from_numpy(padded[index].astype(np.int64))}
 
-    writer = metrics.create_default_writer(workdir, is_main=runtime.is_main)
+    # metrics.jsonl 'step' = samples done, so it is monotone across resumes (rows past the resume point dropped).
+    writer = metrics.create_default_writer(workdir, is_main=runtime.is_main, resume_step=store.covered)
     progress = metrics.ReportProgress(total_steps=max(len(starts), 1), every_steps=s.log_every,
                                       images_per_step=batch, num_devices=runtime.num_devices)
     progress(0)
@@ -83,7 +84,7 @@ def run(config, workdir: str, runtime) -> None:
                 scalars = dict(report.scalars(), samples_done=float(min(b0 + batch, n)),
                                **runtime.compile_stats_scalars())
                 logging.info("sample_fid: %s", report.line())
-                writer.write_scalars(done, scalars)
+                writer.write_scalars(min(b0 + batch, n), scalars)
         if pending is not None:
             finish(*pending)
         runtime.barrier("sample_fid-done")
@@ -92,7 +93,7 @@ def run(config, workdir: str, runtime) -> None:
             if not store.done:
                 raise RuntimeError(f"sample_fid ended with {store.covered} of {n} samples in {store.directory}")
             store.assemble(epath.Path(workdir) / f"{s.name}.npz", {"arr_0": "images", "arr_1": "labels"})
-            writer.write_scalars(max(len(starts), 1), {"samples_done": float(n), **runtime.compile_stats_scalars()})
+            writer.write_scalars(n, {"samples_done": float(n), **runtime.compile_stats_scalars()})
     finally:
         writer.close()
 

@@ -3,7 +3,7 @@
 One reference `sample_fid` run (eager CPU, batch 8) serves every comparison: XLA on 1 device with batch 4 and on
 4 devices with batch 8 give the same npz bit for bit (noise and labels are functions of (seed, index), and each
 sample's arithmetic does not depend on its batch neighbours on CPU), and so does a run killed with SIGKILL and
-restarted, and two torchrun processes. Run time 8.4 min on 2 cores under load ~15 (9 subprocess runs).
+restarted, and two torchrun processes. Run time ~9 min on 2 cores under load ~15 (9 subprocess runs; less on idle cores).
 """
 import json
 import os
@@ -77,6 +77,7 @@ def test_xla_topologies_and_batch_sizes_give_the_same_npz(tmp_path, weights, ref
     graphs = [r["compiled_graphs"] for r in rows]
     # One sampling-step graph (no guidance) + one decode graph, compiled during the first batch, then never again.
     assert len(rows) >= N // batch and graphs == [2.0] * len(graphs), graphs
+    assert [r["step"] for r in rows][-2:] == [N, N] and rows[-1]["samples_done"] == N  # step = samples done
 
 
 def test_two_torchrun_processes_give_the_same_npz(tmp_path, weights, reference):
@@ -159,3 +160,14 @@ def test_reconstruct_writes_reconstructions_and_the_same_crops(tmp_path):
         np.testing.assert_array_equal(ref["arr_0"][i], transforms.center_crop_arr(Image.fromarray(image), 64))
         assert ref["arr_1"][i] == label
     assert not np.array_equal(recon["arr_0"], ref["arr_0"])
+
+
+def test_missing_stage2_weights_is_one_clear_config_error(tmp_path, weights):
+    from rae_xla import config as config_lib
+    from rae_xla.runtime import make_runtime
+    from rae_xla.sampling.models import load_stage2_weights
+    runtime = make_runtime(config_lib.runtime_block(backend="cpu"))
+    with pytest.raises(config_lib.ConfigError, match="no complete checkpoint in .*stage2_model.pt file"):
+        load_stage2_weights(weights["module"], str(tmp_path), runtime, what="sampling.checkpoint")
+    with pytest.raises(config_lib.ConfigError, match="sample.guidance.model_weights: .*does not match"):
+        load_stage2_weights(weights["module"], weights["weak"], runtime, what="sample.guidance.model_weights")
