@@ -44,6 +44,8 @@ setuptools.setup(
     extras_require={
         # On a TPU VM: pip install -e '.[tpu]' pulls libtpu matching torch_xla 2.9.0.
         "tpu": ["torch_xla[tpu]==2.9.0"],
-        "test": ["pytest==9.2.0", "gcp-storage-emulator==2026.7.19"],
+        # Weights & Biases logging (config.train.wandb); the tests run it offline.
+        "wandb": ["wandb==0.31.0"],
+        "test": ["pytest==9.2.0", "gcp-storage-emulator==2026.7.19", "wandb==0.31.0"],
     },
 )

@@ -1,9 +1,7 @@
 """rFID inputs: reconstructions of the ImageNet validation split by the released RAE, and the same crops.
 
   python -m rae_xla.main --config=configs/reconstruct.py --workdir=gs://my-bucket/rfid/vitxl_n08 \
-      --config.data.data_dir=gs://my-bucket/tfds \
-      --config.rae.decoder_weights=gs://my-bucket/RAE-collections/decoders/dinov2/wReg_base/ViTXL_n08/model.pt \
-      --config.rae.stats=gs://my-bucket/RAE-collections/stats/dinov2/wReg_base/imagenet1k/stat.pt
+      --config.data.data_dir=gs://my-bucket/tfds      # the released RAE (dinov2-b) from hf:// by default
   -> <workdir>/val_recon.npz and <workdir>/val_reference.npz (arr_0 uint8 50000x256x256x3 each).
 
 ADM center crop, no flip, dataset index order (REFERENCE §7.4). Paper: rFID 0.57 (README reproduction 0.54),

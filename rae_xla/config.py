@@ -119,13 +119,17 @@ def data_block(**overrides: Any) -> ml_collections.ConfigDict:
 def rae_block(**overrides: Any) -> ml_collections.ConfigDict:
     """The frozen encoder + decoder + latent statistics (REFERENCE §1)."""
     block = dict(
+        # A released RAE by name (rae_xla/released.py: dinov2-b, dinov2-b-512, siglip2-b, mae-b, ...): sets the
+        # encoder, decoder and stats fields below, which must then stay at their defaults. '' = the fields below.
+        name="",
+        released_root="hf://nyu-visionx/RAE-collections",  # where `name` finds its files: hf://, gs:// or local.
         encoder="dinov2",  # dinov2 | siglip2 | mae
-        encoder_path="facebook/dinov2-with-registers-base",  # local dir, gs:// dir, hub id, or 'random-tiny'.
+        encoder_path="facebook/dinov2-with-registers-base",  # local dir, gs:// or hf:// dir, hub id, 'random-tiny'.
         encoder_input_size=224,  # 224 for DINOv2-B at 256 px (16x16 latents), 448 at 512 px.
         decoder_config="ViT-XL",  # preset ViT-B|ViT-L|ViT-XL or a released config.json path.
-        decoder_weights="",  # released model.pt (local or gs://); '' = random init.
+        decoder_weights="",  # released model.pt (local, gs:// or hf://); '' = random init.
         decoder_patch_size=16,
-        stats="",  # released stat.pt (local or gs://); '' = no latent normalisation.
+        stats="",  # released stat.pt (local, gs:// or hf://); '' = no latent normalisation.
         noise_tau=0.0,  # 0 for stage 2 and inference; 0.8 for decoder training.
     )
     block.update(overrides)
@@ -137,21 +141,21 @@ def rae_block(**overrides: Any) -> ml_collections.ConfigDict:
 PLACEHOLDER = "YOUR_BUCKET"
 
 
-def released_rae_block(res: int, models_dir: str = f"gs://{PLACEHOLDER}/RAE-collections") -> ml_collections.ConfigDict:
+def released_rae_block(res: int, models_dir: str = "hf://nyu-visionx/RAE-collections") -> ml_collections.ConfigDict:
     """The released DINOv2-B (registers) RAE: ViT-XL decoder trained with tau=0.8, ImageNet latent statistics.
 
     res 256: 224-px encoder input -> 768x16x16 latents; res 512: 448-px -> 768x32x32 (REFERENCE §8.2).
-    `models_dir` mirrors the HF repo layout (decoders/..., stats/...), local or gs://.
+    `models_dir` mirrors the HF repo layout (decoders/..., stats/...): hf:// (default), gs:// or local.
+    The fields are written out (not `name=`) so that config.json shows every file a run used.
     """
+    from rae_xla import released
     if res not in (256, 512):
         raise ConfigError(f"res={res}: the released RAE exists for 256 and 512 px")
-    suffix = "" if res == 256 else "_i512"
-    stats = "imagenet1k" if res == 256 else "imagenet1k_512"
+    spec = released.rae("dinov2-b" if res == 256 else "dinov2-b-512")
     return rae_block(
-        encoder="dinov2", encoder_path="facebook/dinov2-with-registers-base",
-        encoder_input_size=224 if res == 256 else 448, decoder_config="ViT-XL",
-        decoder_weights=f"{models_dir}/decoders/dinov2/wReg_base/ViTXL_n08{suffix}/model.pt",
-        stats=f"{models_dir}/stats/dinov2/wReg_base/{stats}/stat.pt", noise_tau=0.0)
+        encoder=spec.encoder, encoder_path=spec.encoder_path, encoder_input_size=spec.encoder_input_size,
+        decoder_config=spec.decoder_config, decoder_weights=released.path(spec.decoder_weights, models_dir),
+        stats=released.path(spec.stats, models_dir), released_root=models_dir, noise_tau=0.0)
 
 
 def imagenet_data_block(data_dir: str = f"gs://{PLACEHOLDER}/tfds", **overrides: Any) -> ml_collections.ConfigDict:
@@ -251,9 +255,24 @@ def train_block(**overrides: Any) -> ml_collections.ConfigDict:
         # pos_embed and t_embedder.W: frozen as in the XLA trainer behind the released checkpoints; True = the
         # official main-branch trainer, which unfreezes them.
         train_fixed_embeddings=False,
+        wandb=wandb_block(),
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
+
+
+def wandb_block(**overrides: Any) -> dict[str, Any]:
+    """Weights & Biases logging (rae_xla/metrics/wandb_writer.py); off unless enabled, needs `.[wandb]`."""
+    block = dict(
+        enabled=False,
+        project="rae_xla",
+        entity="",  # '' = your default entity
+        name="",  # '' = W&B picks one; a restarted run keeps its run id either way (workdir/wandb_run_id)
+        tags=(),
+        mode="online",  # online | offline (no network; `wandb sync` later) | disabled
+    )
+    block.update(overrides)
+    return block
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -333,8 +352,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _require(t.sample_every >= 0, f"train.sample_every={t.sample_every} must be >= 0 (0 = no previews)")
         _require(t.max_steps > 0 or t.epochs > 0, "set train.epochs > 0 or train.max_steps > 0")
         _require(0.0 <= t.ema_decay <= 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1]")
-        _require(not t.init_from or t.init_from.startswith("gs://") or os.path.exists(os.path.expanduser(t.init_from)),
-                 f"train.init_from={t.init_from!r} does not exist; give a local or gs:// stage2_model.pt, or ''")
+        if "wandb" in t:
+            _one_of(t.wandb.mode, ("online", "offline", "disabled"), "train.wandb.mode")
+        _require(not t.init_from or _is_remote(t.init_from) or os.path.exists(os.path.expanduser(t.init_from)),
+                 f"train.init_from={t.init_from!r} does not exist; give a local, gs:// or hf:// stage2_model.pt, or ''")
         micro = batch // accum
         shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
         _require(micro % shards == 0,
@@ -364,17 +385,19 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
                  f"(devices or processes); pick a multiple of {shards}")
         for field, path in (("sampling.checkpoint", s.checkpoint),
                             ("sample.guidance.model_weights", config.sample.guidance.model_weights if "sample" in config else "")):
-            _require(not path.endswith(".pt") or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
-                     f"{field}={path!r} does not exist; give a local or gs:// stage2_model.pt or a training workdir")
+            _require(not path.endswith(".pt") or _is_remote(path) or os.path.exists(os.path.expanduser(path)),
+                     f"{field}={path!r} does not exist; give a local, gs:// or hf:// stage2_model.pt or a training "
+                     f"workdir")
         if "sample" in config and config.sample.guidance.method == "autoguidance" and config.sample.guidance.scale > 1:
             _require(bool(config.sample.guidance.model_weights),
                      "autoguidance needs sample.guidance.model_weights (the weak model's stage2_model.pt or workdir)")
     if "rae" in config:
         _one_of(config.rae.encoder, ("dinov2", "siglip2", "mae"), "rae.encoder")
+        _check_released_rae_name(config.rae)
         for field in ("decoder_weights", "stats"):
             path = config.rae[field]
-            _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
-                     f"rae.{field}={path!r} does not exist; give a local or gs:// path, or '' for none")
+            _require(not path or _is_remote(path) or os.path.exists(os.path.expanduser(path)),
+                     f"rae.{field}={path!r} does not exist; give a local, gs:// or hf:// path, or '' for none")
     if "data" in config:
         from rae_xla import data  # Deferred: tfds imports take ~2 s.
         try:
@@ -385,6 +408,35 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
 
 # ---------------------------------------------------------------------------------------------------------------
 # Unknown overrides, and writing the resolved config.
+
+
+def _is_remote(path: str) -> bool:
+    """gs:// and hf:// paths are checked when loaded (a malformed hf:// URL is an error now)."""
+    if path.startswith("hf://"):
+        from rae_xla import hub
+        try:
+            hub.parse(path)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        return True
+    return path.startswith("gs://")
+
+
+def _check_released_rae_name(rae: ml_collections.ConfigDict) -> None:
+    """rae.name sets the encoder/decoder/stats fields; a field also set by hand to something else is a conflict."""
+    if not rae.name:
+        return
+    from rae_xla import released
+    _one_of(rae.name, released.RAES, "rae.name")
+    spec, defaults = released.rae(rae.name), rae_block()
+    named = dict(encoder=spec.encoder, encoder_path=spec.encoder_path, encoder_input_size=spec.encoder_input_size,
+                 decoder_config=spec.decoder_config, decoder_patch_size=spec.decoder_patch_size,
+                 decoder_weights=released.path(spec.decoder_weights, rae.released_root),
+                 stats=released.path(spec.stats, rae.released_root))
+    for field, value in named.items():
+        _require(rae[field] in (defaults[field], value),
+                 f"rae.name={rae.name!r} sets rae.{field}={value!r}, but rae.{field}={rae[field]!r} was given too; "
+                 f"drop one of them")
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:

@@ -4,7 +4,8 @@
 - stage-2 `stage2_model.pt`: raw, or `{'ema': ...}` (a training checkpoint) -> `load_stage2(model, src)`
 - `stat.pt`: `{'var': (C,H,W)[, 'mean': (C,H,W)]}` -> `load_stats(src)`
 
-`src` is a local path, a `gs://` path (read through etils.epath) or an already-loaded dict. A file that does
+`src` is a local path, a `gs://` path (read through etils.epath), an `hf://` path (rae_xla/hub.py) or an
+already-loaded dict. A file that does
 not match the model is an error listing the missing, unexpected and wrongly shaped keys; the official
 decoder loader's silent `strict=False` (a training checkpoint then leaves the decoder random) is not copied.
 """
@@ -14,6 +15,8 @@ from collections.abc import Mapping
 import torch
 from etils import epath
 from torch import nn
+
+from rae_xla import hub
 
 # Wrapper prefixes that torch.compile / DDP add to every key; the official extract_decoder strips them too.
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")
@@ -28,7 +31,7 @@ def read_checkpoint(src) -> dict:
     """A dict as-is, else torch.load(weights_only=True) of a local or gs:// file, with a clear error."""
     if isinstance(src, Mapping):
         return dict(src)
-    path = epath.Path(src)
+    path = epath.Path(hub.local_file(src))
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {src!r} does not exist.")
     try:

@@ -30,8 +30,8 @@ __all__ = [
 METRICS_FILE = "metrics.jsonl"
 
 
-def create_default_writer(workdir: str | os.PathLike, *, is_main: bool, resume_step: int | None = None
-                          ) -> MetricWriter:
+def create_default_writer(workdir: str | os.PathLike, *, is_main: bool, resume_step: int | None = None,
+                          wandb=None, config=None) -> MetricWriter:
     """The writer a trainer uses: absl log lines + `workdir/metrics.jsonl` + TensorBoard events in `workdir`.
 
     The log line is written synchronously (it shows up in order with other logs); the file writers run on one
@@ -42,11 +42,18 @@ def create_default_writer(workdir: str | os.PathLike, *, is_main: bool, resume_s
       is_main: False on every process but one -> a NoOpWriter (non-main processes write nothing).
       resume_step: the step training restarts from; metrics.jsonl lines with a later step are dropped
         (None: append to the existing file unchanged).
+      wandb: `config.train.wandb` (rae_xla.config.wandb_block); when enabled, a W&B writer joins the file writers
+        and `config` (the whole experiment config) is logged as the run's config.
     """
     if not is_main:
         return NoOpWriter()
     workdir = epath.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    files = MultiWriter([JsonlWriter(workdir / METRICS_FILE, resume_step=resume_step),
-                         TensorBoardWriter(workdir)])
+    writers = [JsonlWriter(workdir / METRICS_FILE, resume_step=resume_step), TensorBoardWriter(workdir)]
+    if wandb is not None and wandb.enabled:
+        from rae_xla.metrics.wandb_writer import WandbWriter  # Deferred: wandb is an optional dependency.
+        writers.append(WandbWriter(str(workdir), project=wandb.project, entity=wandb.entity, name=wandb.name,
+                                   tags=tuple(wandb.tags), mode=wandb.mode,
+                                   config=config.to_dict() if config is not None else None))
+    files = MultiWriter(writers)
     return MultiWriter([LoggingWriter(), AsyncWriter(files)])

@@ -21,6 +21,8 @@ import torch
 from etils import epath
 from torch import nn
 
+from rae_xla import hub
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Published processor values, used when a folder has no preprocessor_config.json (REFERENCE §1.2).
 DEFAULT_MEAN_STD = {"dinov2": (IMAGENET_MEAN, IMAGENET_STD), "mae": (IMAGENET_MEAN, IMAGENET_STD),
@@ -169,7 +171,10 @@ def _processor_mean_std(kind: str, local: str):
 
 
 def _localize(path: str) -> str:
-    """gs:// (or any non-local epath) folder -> a local copy in a cache dir; local paths and hub ids unchanged."""
+    """hf:// -> the HF cache's snapshot folder; gs:// (or any non-local epath) folder -> a local copy in a cache dir;
+    local paths and hub ids unchanged."""
+    if hub.is_hub_path(path):
+        return hub.local_dir(path)
     if "://" not in path:
         return path
     cache_root = os.environ.get("RAE_XLA_CACHE", os.path.join(tempfile.gettempdir(), "rae_xla_cache"))

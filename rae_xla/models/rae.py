@@ -83,16 +83,30 @@ class RAE(nn.Module):
         return self.decode(self.encode(images))
 
     @classmethod
-    def from_pretrained(cls, encoder: str, decoder_config: str, decoder_weights=None, stats=None,
+    def from_pretrained(cls, encoder: str, decoder_config: str | None = None, decoder_weights=None, stats=None,
                         encoder_input_size: int = 224, decoder_patch_size: int = 16, noise_tau: float = 0.0,
-                        encoder_kind: str = "dinov2") -> "RAE":
-        """Build the released RAE: `encoder` = HF folder / gs:// / hub id / 'random-tiny'; `decoder_config` =
-        'ViT-B'|'ViT-L'|'ViT-XL' or a released config.json (file or folder); `decoder_weights` = model.pt
-        (path or state dict) or None (random decoder); `stats` = stat.pt (path or dict) or None.
-        Defaults are the released DINOv2-B @256 px setting (224-px encoder input, 16-px decoder patches, tau 0).
+                        encoder_kind: str = "dinov2", root: str | None = None) -> "RAE":
+        """A released RAE by name, or one built from its parts.
+
+        By name (rae_xla/released.py): `RAE.from_pretrained("dinov2-b")` (also 'dinov2-b-512', 'siglip2-b',
+        'mae-b', ...): encoder, decoder and stats from the registry, files under `root` (default
+        hf://nyu-visionx/RAE-collections; a local or gs:// mirror of its layout works too); noise tau 0.
+
+        From parts: `encoder` = HF folder / gs:// / hf:// / hub id / 'random-tiny'; `decoder_config` =
+        'ViT-B'|'ViT-L'|'ViT-XL' or a released config.json (file or folder); `decoder_weights` = model.pt (path or
+        state dict) or None (random decoder); `stats` = stat.pt (path or dict) or None. Defaults are the released
+        DINOv2-B @256 px setting (224-px encoder input, 16-px decoder patches, tau 0).
         """
+        from rae_xla import released
         from rae_xla.checkpoint.official import load_decoder, load_stats
 
+        if decoder_config is None:
+            spec = released.rae(encoder)  # A KeyError listing the released names if it is not one.
+            root = root or released.DEFAULT_ROOT
+            return cls.from_pretrained(
+                spec.encoder_path, spec.decoder_config, released.path(spec.decoder_weights, root),
+                released.path(spec.stats, root), encoder_input_size=spec.encoder_input_size,
+                decoder_patch_size=spec.decoder_patch_size, noise_tau=noise_tau, encoder_kind=spec.encoder)
         enc = load_encoder(encoder_kind, encoder, encoder_input_size)
         dec = ViTDecoder.from_preset(decoder_config, in_channels=enc.hidden_size, num_patches=enc.grid ** 2,
                                      patch_size=decoder_patch_size)

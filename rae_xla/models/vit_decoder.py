@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from etils import epath
 from torch import nn
 
+from rae_xla import hub
 from rae_xla.models.layers import sincos_pos_embed_2d
 
 # Released decoder configs (configs/decoder/{ViTB,ViTL,ViTXL}/config.json); XL uses F = 4096, not 4 * 1152.
@@ -134,8 +135,8 @@ class ViTDecoder(nn.Module):
 
 
 def read_decoder_config(path: str) -> dict:
-    """Decoder geometry from a released HF `config.json` (ViTMAEConfig fields `decoder_*`)."""
-    p = epath.Path(path)
+    """Decoder geometry from a released HF `config.json` (ViTMAEConfig fields `decoder_*`); local, gs:// or hf://."""
+    p = epath.Path(hub.local_file(path) if str(path).endswith(".json") else hub.local_dir(path))
     if p.is_dir():
         p = p / "config.json"
     if not p.exists():

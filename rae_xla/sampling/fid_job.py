@@ -1,8 +1,7 @@
 """Job `sample_fid`: N samples for FID, sharded over every device and host, written as resumable shards and
 assembled into one ADM-format npz.
 
-  python -m rae_xla.main --config=configs/sample_fid.py --workdir=gs://bucket/fid/ditdh_xl_ag \
-      --config.sampling.checkpoint=gs://bucket/RAE-collections/DiTs/.../stage2_model.pt ...
+  python -m rae_xla.main --config=configs/sample_fid.py --workdir=gs://bucket/fid/ditdh_xl_ag
 
 Sample i (0 <= i < N) is a function of (seed, i) only: its label comes from `labels.class_labels` (a host
 function of (seed, N)) and its noise from `noise.sample_noise` (a per-index stream), so the set does not depend

@@ -1,7 +1,7 @@
 """Job `reconstruct`: stage-1 reconstructions of a dataset split, and the reference npz of the same crops.
 
   python -m rae_xla.main --config=configs/reconstruct.py --workdir=gs://bucket/rfid/vitxl_n08 \
-      --config.data.data_dir=gs://bucket/tfds --config.rae.decoder_weights=... --config.rae.stats=...
+      --config.data.data_dir=gs://bucket/tfds
 
 The rFID protocol of the paper (REFERENCE §7.4, issue #11): ADM center crop to `data.image_size`, no flip, in
 dataset index order; encode -> decode -> clamp, x255, truncate (as stage1_sample_ddp.py). The reference file

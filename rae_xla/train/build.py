@@ -17,7 +17,9 @@ from rae_xla.models.rae import RAE
 
 
 def build_rae(rae_cfg) -> RAE:
-    """The RAE of `config.rae` (released files or 'random-tiny'), on the host, eval mode."""
+    """The RAE of `config.rae` (a released name, released files, or 'random-tiny'), on the host, eval mode."""
+    if rae_cfg.name:  # rae_xla/released.py; validate() made sure no field contradicts it.
+        return RAE.from_pretrained(rae_cfg.name, root=rae_cfg.released_root, noise_tau=rae_cfg.noise_tau).eval()
     return RAE.from_pretrained(
         encoder=rae_cfg.encoder_path, encoder_kind=rae_cfg.encoder, decoder_config=rae_cfg.decoder_config,
         decoder_weights=rae_cfg.decoder_weights or None, stats=rae_cfg.stats or None,

@@ -166,7 +166,8 @@ class _Loop:
 
     def run(self, start_step: int) -> None:
         t, runtime = self.config.train, self.runtime
-        self.writer = metrics.create_default_writer(self.workdir, is_main=runtime.is_main, resume_step=start_step)
+        self.writer = metrics.create_default_writer(self.workdir, is_main=runtime.is_main, resume_step=start_step,
+                                                    wandb=t.wandb, config=self.config)
         self.progress = metrics.ReportProgress(total_steps=self.total_steps, every_steps=t.log_every,
                                                images_per_step=t.global_batch_size, num_devices=runtime.num_devices)
         self.progress(start_step)
