@@ -18,6 +18,9 @@ from ml_collections import config_dict
 JOBS = {
     "info": "rae_xla.info",
     "train_stage2": "rae_xla.train.stage2",
+    "sample": "rae_xla.sampling.sample_job",
+    "sample_fid": "rae_xla.sampling.fid_job",
+    "reconstruct": "rae_xla.sampling.recon_job",
 }
 BACKENDS = ("auto", "xla", "cuda", "cpu")
 MESH_AXES = ("data", "fsdp")
@@ -183,6 +186,10 @@ def guidance_block(**overrides: Any) -> ml_collections.ConfigDict:
         scale=1.0,
         t_min=0.0,
         t_max=1.0,
+        # Autoguidance (sampling jobs; training previews refuse it): the weaker model's preset and its weights
+        # (a stage2_model.pt, local / gs:// / hf://, or a training workdir).
+        model_preset="DiTDH-S",
+        model_weights="",
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -194,6 +201,25 @@ def sample_block(**overrides: Any) -> ml_collections.ConfigDict:
         method="euler",  # euler | heun | midpoint | sde | dopri5 (adaptive, eager backends only)
         num_steps=50,  # grid points as in the released configs: 50 -> 49 steps.
         guidance=guidance_block(),
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
+def sampling_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """The sampling jobs `sample`, `sample_fid`, `reconstruct` (docs/readme/sampling.md)."""
+    block = dict(
+        # Stage-2 weights: a stage2_model.pt (local or gs://), a training workdir (EMA of its newest checkpoint),
+        # or '' = this job's workdir.
+        checkpoint="",
+        num_samples=50000,  # sample_fid: N; reconstruct: images of the split (0 = all).
+        global_batch_size=256,  # Images per batch over all devices; a multiple of the device count.
+        labels="equal",  # equal (exactly N/num_classes each) | random | official (sample_ddp.py's order)
+        official_world_size=8,  # labels='official': the official run's GPUs ...
+        official_batch=125,  # ... and --per-proc-batch-size.
+        class_labels=(207, 360, 387, 974, 88, 979, 417, 279),  # `sample`: one image per entry.
+        name="samples",  # Output file stem in the workdir.
+        log_every=10,  # Batches between progress lines.
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -354,6 +380,24 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
                  "sample.guidance.method='autoguidance' cannot be used for training previews: they sample the EMA "
                  "model alone and autoguidance needs a second (weak) model. Set --config.sample.guidance.method=cfg "
                  "(or none) for training, or --config.train.sample_every=0; sample with autoguidance in a sampling job")
+    if "sampling" in config:
+        s = config.sampling
+        _one_of(s.labels, ("equal", "random", "official"), "sampling.labels")
+        _require(s.num_samples >= (0 if config.job == "reconstruct" else 1),
+                 f"sampling.num_samples={s.num_samples} must be >= 1 (reconstruct: 0 = the whole split)")
+        _require(s.global_batch_size >= 1 and s.log_every >= 1, "sampling.global_batch_size and log_every must be >= 1")
+        shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
+        _require(config.job == "sample" or s.global_batch_size % shards == 0,
+                 f"sampling.global_batch_size={s.global_batch_size} is not divisible by the {shards} batch shards "
+                 f"(devices or processes); pick a multiple of {shards}")
+        for field, path in (("sampling.checkpoint", s.checkpoint),
+                            ("sample.guidance.model_weights", config.sample.guidance.model_weights if "sample" in config else "")):
+            _require(not path.endswith(".pt") or _is_remote(path) or os.path.exists(os.path.expanduser(path)),
+                     f"{field}={path!r} does not exist; give a local, gs:// or hf:// stage2_model.pt or a training "
+                     f"workdir")
+        if "sample" in config and config.sample.guidance.method == "autoguidance" and config.sample.guidance.scale > 1:
+            _require(bool(config.sample.guidance.model_weights),
+                     "autoguidance needs sample.guidance.model_weights (the weak model's stage2_model.pt or workdir)")
     if "rae" in config:
         _one_of(config.rae.encoder, ("dinov2", "siglip2", "mae"), "rae.encoder")
         _check_released_rae_name(config.rae)

@@ -14,7 +14,10 @@ from tests.conftest import REPO, run_python
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 VARIANTS = {"ditdh_xl.py": ["", "res=512"], "ditdh_s.py": ["", "res=512,epochs=14"],
-            "lightningdit_xl.py": ["", "res=512"], "quickstart.py": ["", "steps=10,batch=8"], "info.py": [""]}
+            "lightningdit_xl.py": ["", "res=512"], "quickstart.py": ["", "steps=10,batch=8"], "info.py": [""],
+            "sample_fid.py": ["", "res=512", "guidance=none", "guidance=cfg", "job=sample"],
+            "reconstruct.py": ["", "res=512"],
+            "sample_quickstart.py": ["", "job=sample", "job=reconstruct", "guidance=cfg"]}
 
 
 def load(path, arg=""):
@@ -33,6 +36,10 @@ def with_local_paths(config, tmp_path):
     if "rae" in config:
         config.rae.decoder_weights = ""
         config.rae.stats = ""
+    if "sampling" in config:  # Released stage2_model.pt paths -> a training workdir (checked when loading).
+        config.sampling.checkpoint = str(tmp_path)
+        if "sample" in config:
+            config.sample.guidance.model_weights = str(tmp_path) if config.sample.guidance.model_weights else ""
     return config
 
 

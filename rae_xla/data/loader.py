@@ -181,8 +181,10 @@ def make_train_loader(data_cfg: Any, *, global_batch_size: int, process_index: i
     return BatchIterator(_data_loader(steps, data_cfg, _StepsFrom(start_step)))
 
 
-def make_eval_loader(data_cfg: Any, *, batch_size: int, process_index: int, process_count: int) -> BatchIterator:
-    """Finite iterator over every example once, in index order, never flipped.
+def make_eval_loader(data_cfg: Any, *, batch_size: int, process_index: int, process_count: int,
+                     start_step: int = 0) -> BatchIterator:
+    """Finite iterator over every example once, in index order, never flipped (from batch `start_step` on: a
+    resumed evaluation skips the batches it already has).
 
     `batch_size` is the GLOBAL batch size (split over processes like training). Yields
     {'image': uint8 (b, S, S, 3), 'label': int64 (b,), 'index': int64 (b,), 'valid': bool (b,), 'step': int,
@@ -190,4 +192,4 @@ def make_eval_loader(data_cfg: Any, *, batch_size: int, process_index: int, proc
     """
     steps = EvalSteps(dataset.open_source(data_cfg), dataset.field(data_cfg, 'image_size'), batch_size,
                       process_index, process_count)
-    return BatchIterator(_data_loader(steps, data_cfg, range(len(steps))))
+    return BatchIterator(_data_loader(steps, data_cfg, range(start_step, len(steps))))

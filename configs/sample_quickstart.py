@@ -1,0 +1,39 @@
+"""The sampling jobs on the quickstart's tiny models (random-tiny encoder, tiny decoder, tiny DiT^DH): CPU minutes.
+
+  make quickstart                                    # trains runs/quickstart (checkpoints with EMA weights)
+  python -m rae_xla.main --config=configs/sample_quickstart.py:job=sample --workdir=runs/quickstart_sample \
+      --config.sampling.checkpoint=runs/quickstart   # samples/samples.png + .npz from the newest EMA
+  python -m rae_xla.main --config=configs/sample_quickstart.py --workdir=runs/quickstart_fid \
+      --config.sampling.checkpoint=runs/quickstart   # 1000 samples -> runs/quickstart_fid/samples.npz
+  python -m rae_xla.main --config=configs/sample_quickstart.py:job=reconstruct --workdir=runs/quickstart_recon
+
+Arguments: job=sample_fid|sample|reconstruct, num=N, batch=B, guidance=none|cfg|autoguidance (autoguidance
+takes `sample.guidance.model_weights`: a checkpoint of the same tiny model, e.g. an earlier one copied aside).
+The decoder is untrained, so the pictures are noise-like (as in the quickstart); the tests use this config.
+"""
+import ml_collections
+
+from rae_xla import config as config_lib
+
+
+def get_config(arg=None):
+    a = config_lib.parse_arg(arg, job="sample_fid", num=1000, batch=16, guidance="none")
+    config = ml_collections.ConfigDict()
+    config.job = a.job
+    config.seed = 0
+    config.runtime = config_lib.runtime_block()
+    config.data = config_lib.data_block(source="synthetic", name="rae_synthetic", image_size=64, num_workers=0,
+                                        split="train", random_flip=False, synthetic_num_classes=10,
+                                        synthetic_num_images=1000)
+    config.rae = config_lib.rae_block(encoder="dinov2", encoder_path="random-tiny", encoder_input_size=56,
+                                      decoder_config="configs/decoder/tiny/config.json", decoder_patch_size=16)
+    config.model = config_lib.model_block("DiTDH-S", input_size=4, in_channels=64, hidden_size=[64, 128],
+                                          depth=[2, 1], num_heads=[4, 4], num_classes=10)
+    config.guidance_model = config_lib.model_block("DiTDH-S", input_size=4, in_channels=64, hidden_size=[32, 64],
+                                                   depth=[1, 1], num_heads=[2, 2], num_classes=10)
+    config.flow = config_lib.flow_block(shift=1.0)  # As configs/quickstart.py (alpha would be < 1).
+    guidance = config_lib.guidance_block(method=a.guidance, scale=1.0 if a.guidance == "none" else 1.5)
+    config.sample = config_lib.sample_block(method="euler", num_steps=10, guidance=guidance)
+    config.sampling = config_lib.sampling_block(num_samples=a.num, global_batch_size=a.batch, labels="equal",
+                                                class_labels=(0, 1, 2, 3, 4, 5, 6, 7), log_every=5)
+    return config
