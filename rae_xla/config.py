@@ -73,7 +73,10 @@ def runtime_block(**overrides: Any) -> ml_collections.ConfigDict:
         backend="auto",  # auto: TPU (libtpu or PJRT_DEVICE set) -> xla; CUDA -> cuda; else cpu.
         # Mesh ('data', 'fsdp'): -1 takes the remaining devices. On a pod slice keep data=1 (all chips on the fast
         # ICI axis 'fsdp'); with several slices, data = number of slices (the slow DCN axis).
-        mesh=dict(data=1, fsdp=-1),
+        # Several slices (multi-slice over DCN): data and fsdp are the mesh inside ONE slice (ICI) and dcn_data
+        # slices stack along 'data' (-1 = the slice count of the job), so the global mesh is
+        # (dcn_data * data, fsdp) and only the gradient all-reduce crosses DCN. One slice: dcn_data is 1.
+        mesh=dict(data=1, fsdp=-1, dcn_data=-1),
         # 'fsdp': every >=2-D weight has its largest dimension divisible by the fsdp size sharded on 'fsdp'
         # (params + grads + AdamW state ~20 B/param shrink by the fsdp size); 'replicate': plain data parallel.
         # On CUDA: 'fsdp' -> FSDP2 (fully_shard), 'replicate' -> DDP.
@@ -89,7 +92,23 @@ def runtime_block(**overrides: Any) -> ml_collections.ConfigDict:
         rng="device",
         strict=False,  # XLA: a recompile after warm-up or a host sync inside the step raises.
         torch_compile=False,  # cuda/cpu: wrap the step in torch.compile.
-        compile_cache_dir="",  # XLA on TPU: persistent compilation cache (a local dir on each host).
+        # XLA on TPU: persistent compilation cache, a LOCAL dir on each host (a shared one still compiles per host,
+        # pytorch/xla#7196); 'auto' = ~/.cache/rae_xla/xla_cache on TPU, off elsewhere (CPU cannot reload
+        # entries, XLA_NOTES §6.1); '' = off. A restart after preemption on the same VM reuses it.
+        compile_cache_dir="auto",
+        # LIBTPU_INIT_ARGS added before torch_xla starts: 'auto' = collective/compute overlap flags for the TPU
+        # generation (runtime/tpu_env.py), 'none', or the flags verbatim. Flags already in $LIBTPU_INIT_ARGS win.
+        libtpu_flags="auto",
+        # The frozen encoder's parameters: 'fsdp' (sharded like the model) or 'replicate' (no all-gathers in
+        # its forward; DINOv2-B is 86M params, 0.35 GB in fp32).
+        encoder_sharding="fsdp",
+        remat=False,  # Recompute each block (activation_sharding's modules) in the backward: less HBM, ~1/3 more FLOPs.
+        # (first_step, end_step): trace steps first_step..end_step-1 into <workdir>/profile (XLA profiler on TPU,
+        # torch.profiler on CUDA/CPU); () = off.
+        profile_steps=(),
+        # Steps between the host collectives that agree on a SIGTERM (a spot VM gives ~30 s; a DiT^DH-XL step
+        # is < 1 s, so 10 steps cost little grace time while keeping per-step host syncs off the hot loop).
+        preemption_check_every=10,
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -124,6 +143,9 @@ def rae_block(**overrides: Any) -> ml_collections.ConfigDict:
         decoder_patch_size=16,
         stats="",  # released stat.pt (local or gs://); '' = no latent normalisation.
         noise_tau=0.0,  # 0 for stage 2 and inference; 0.8 for decoder training.
+        # The frozen encoder (resize included) runs in fp32 even under bf16 autocast, as the official trainer;
+        # 'bf16' runs it under bf16 autocast (faster, latents differ at ~1e-2).
+        encoder_precision="fp32",
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -251,8 +273,27 @@ def _one_of(value: Any, choices: Iterable[Any], field: str) -> None:
         raise ConfigError(f"{field}={value!r} is not one of {list(choices)}{hint}")
 
 
-def resolve_mesh(mesh: Mapping[str, int], num_devices: int) -> dict[str, int]:
-    """Fills the one -1 axis of `mesh` so that the product equals `num_devices`; clear error otherwise."""
+def resolve_mesh(mesh: Mapping[str, int], num_devices: int, num_slices: int = 1) -> dict[str, int]:
+    """The global ('data', 'fsdp') shape: `resolve_slice_mesh`'s ICI mesh with the slices stacked on 'data'."""
+    ici, dcn = resolve_slice_mesh(mesh, num_devices, num_slices)
+    return {axis: ici[axis] * dcn[axis] for axis in MESH_AXES}
+
+
+def resolve_slice_mesh(mesh: Mapping[str, int], num_devices: int, num_slices: int = 1
+                       ) -> tuple[dict[str, int], dict[str, int]]:
+    """(ICI mesh inside one slice, DCN mesh of slices), each {'data', 'fsdp'}; clear error if they do not fit.
+
+    `mesh.data`/`mesh.fsdp` (one may be -1: the remaining devices) describe one slice of
+    num_devices / num_slices devices; `mesh.dcn_data` (-1 or absent: num_slices) slices stack on 'data'.
+    Example: 2 slices of v5p-64 (32 chips each), mesh (data=1, fsdp=-1) -> ICI (1, 32), DCN (2, 1).
+    """
+    dcn_data = int(mesh.get("dcn_data", -1))
+    dcn_data = num_slices if dcn_data == -1 else dcn_data
+    _require(dcn_data == num_slices,
+             f"runtime.mesh.dcn_data={dcn_data} but the job has {num_slices} slice(s); every slice must be one "
+             f"'data' row: set --config.runtime.mesh.dcn_data=-1 (= the slice count)")
+    _require(num_devices % num_slices == 0, f"{num_devices} devices do not split into {num_slices} equal slices")
+    per_slice = num_devices // num_slices
     shape = {axis: int(mesh[axis]) for axis in MESH_AXES}
     free = [a for a, n in shape.items() if n == -1]
     _require(len(free) <= 1, f"runtime.mesh={shape}: at most one axis may be -1 (take the remaining devices)")
@@ -260,17 +301,18 @@ def resolve_mesh(mesh: Mapping[str, int], num_devices: int) -> dict[str, int]:
     for axis, n in shape.items():
         _require(n == -1 or n >= 1, f"runtime.mesh.{axis}={n} must be >= 1 or -1")
         fixed *= 1 if n == -1 else n
+    where = f"{per_slice} devices per slice" if num_slices > 1 else f"{num_devices} devices"
     if free:
-        _require(num_devices % fixed == 0,
-                 f"runtime.mesh={shape} cannot use {num_devices} devices: {num_devices} is not divisible by {fixed}")
-        shape[free[0]] = num_devices // fixed
+        _require(per_slice % fixed == 0,
+                 f"runtime.mesh={shape} cannot use {where}: {per_slice} is not divisible by {fixed}")
+        shape[free[0]] = per_slice // fixed
     product = 1
     for n in shape.values():
         product *= n
-    _require(product == num_devices,
-             f"runtime.mesh={shape} has {product} devices but {num_devices} are available; "
+    _require(product == per_slice,
+             f"runtime.mesh={shape} has {product} devices but there are {where}; "
              f"set one axis to -1, e.g. --config.runtime.mesh.fsdp=-1")
-    return shape
+    return shape, {"data": num_slices, "fsdp": 1}
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
@@ -293,6 +335,15 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
     _one_of(config.runtime.param_sharding, ("fsdp", "replicate"), "runtime.param_sharding")
     _one_of(config.runtime.precision, ("fp32", "bf16"), "runtime.precision")
     _one_of(config.runtime.rng, ("device", "host"), "runtime.rng")
+    _one_of(config.runtime.encoder_sharding, ("fsdp", "replicate"), "runtime.encoder_sharding")
+    profile = tuple(config.runtime.profile_steps)
+    _require(not profile or (len(profile) == 2 and 0 <= profile[0] < profile[1]),
+             f"runtime.profile_steps={profile} must be () or (first_step, end_step) with first_step < end_step, "
+             f"e.g. --config.runtime.profile_steps='(100, 103)'")
+    _require(config.runtime.preemption_check_every >= 1,
+             f"runtime.preemption_check_every={config.runtime.preemption_check_every} must be >= 1")
+    if "rae" in config:
+        _one_of(config.rae.encoder_precision, ("fp32", "bf16"), "rae.encoder_precision")
     for rule in config.runtime.sharding_rules:
         _require(len(rule) == 2 and isinstance(rule[0], str),
                  f"runtime.sharding_rules entry {rule!r} must be (name_regex, partition_spec_tuple)")

@@ -22,7 +22,7 @@ def build_rae(rae_cfg) -> RAE:
         encoder=rae_cfg.encoder_path, encoder_kind=rae_cfg.encoder, decoder_config=rae_cfg.decoder_config,
         decoder_weights=rae_cfg.decoder_weights or None, stats=rae_cfg.stats or None,
         encoder_input_size=rae_cfg.encoder_input_size, decoder_patch_size=rae_cfg.decoder_patch_size,
-        noise_tau=rae_cfg.noise_tau).eval()
+        noise_tau=rae_cfg.noise_tau, encoder_precision=rae_cfg.encoder_precision).eval()
 
 
 def model_kwargs(model_cfg) -> dict[str, Any]:
