@@ -139,6 +139,11 @@ class Runtime(abc.ABC):
         """Starts a profiler trace that `stop_trace` copies to `dest` (local dir or gs://); see profiling.py."""
         self._trace_window().start(dest)
 
+    @property
+    def trace_active(self) -> bool:
+        """True between start_trace and stop_trace."""
+        return getattr(self, "_trace", None) is not None and self._trace.active
+
     def stop_trace(self) -> str:
         """Waits for queued device work, ends the trace, copies it; returns where it went."""
         self.wait()

@@ -9,6 +9,10 @@ preview images); `TrainLoop` owns what is the same for every job:
     closure on XLA: no stall), plus progress (images/s/device, ETA), MFU and compile statistics;
   - the NaN stop: a non-finite loss raises FloatingPointError naming the window, never saves a bad state;
   - SIGTERM: finish the step, checkpoint, exit 0;
+  - agreement between hosts: every `runtime.preemption_check_every` steps and at log steps, ONE host collective
+    (gloo, no device sync) sums [SIGTERM seen, NaN seen, replaced images] over processes, so all hosts stop at
+    the same step (none exits while the others wait in a collective) and per-host counters are logged as totals;
+  - `runtime.profile_steps`: a profiler trace of those steps in `workdir/profile/host_<i>/`;
   - previews: `task.preview(step)` images saved as `workdir/<name>/step_XXXXXXXX.png` and sent to the writer.
 Stage 1, stage 2 and the sampling/statistics jobs use these pieces; nothing here knows about a model.
 """
@@ -101,22 +105,31 @@ class TrainLoop:
         self.nonfinite_window: tuple[int, int] | None = None
         self.replaced = 0
         self.peak = metrics.peak_bf16_flops(runtime.device_kind)
+        self.replaced_total = 0
         batches = runtime.device_batches(self._host_batches(start_step))
         watcher = PreemptionWatcher()
         sums = self.task.zero_sums()
         step = start_step
+        check_every = self.config.runtime.preemption_check_every
+        profile = tuple(self.config.runtime.profile_steps)
         logging.info("Training steps %d -> %d (%d steps/epoch, global batch %d, %d devices, mesh %s).",
                      start_step, self.total_steps, self.steps_per_epoch, t.global_batch_size, runtime.num_devices,
                      runtime.mesh_shape)
         try:
             while step < self.total_steps:
+                if profile and step == profile[0]:
+                    runtime.start_trace(str(epath.Path(self.workdir) / "profile" / f"host_{runtime.process_index}"))
                 sums = self.task.train_step(step, next(batches), sums)
                 step += 1
-                if step % t.log_every == 0 or step == self.total_steps:
+                if profile and step == min(profile[1], self.total_steps) and runtime.trace_active:
+                    logging.info("Profile of steps %d..%d written to %s.", profile[0], step - 1, runtime.stop_trace())
+                log_now = step % t.log_every == 0 or step == self.total_steps
+                stop = False
+                if log_now or step % check_every == 0:
+                    stop = self._agree(watcher.requested, step)
+                if log_now:
                     self._log(step, sums, window=(step - 1) // t.log_every * t.log_every)
                     sums = dict(self.task.zero_sums(), nonfinite=sums["nonfinite"])
-                self._raise_if_nonfinite()
-                stop = runtime.any_process(watcher.requested)
                 if step % t.checkpoint_every == 0 or step == self.total_steps or stop:
                     self._save(step, sums)
                 if t.sample_every and (step % t.sample_every == 0 or step == self.total_steps):
@@ -127,8 +140,25 @@ class TrainLoop:
             runtime.wait()
             self._raise_if_nonfinite()
         finally:
+            if runtime.trace_active:
+                runtime.stop_trace()
             watcher.close()
             self.writer.close()
+
+    def _agree(self, sigterm: bool, step: int) -> bool:
+        """One host collective: True if any process got SIGTERM; raises on every process if any saw a NaN;
+        updates the all-host total of replaced images. A host sees a NaN when its step closure has run, which
+        may be steps apart between hosts: raising only on the agreed sum keeps them in lockstep."""
+        with self.lock:
+            nonfinite_here = self.nonfinite_window is not None
+        sigterms, nonfinites, self.replaced_total = self.runtime.sum_over_processes(
+            [int(sigterm), int(nonfinite_here), self.replaced])
+        if nonfinites:
+            self.runtime.wait()  # Runs this host's pending step closures, which record the window.
+            with self.lock:
+                self.nonfinite_window = self.nonfinite_window or (self.checkpoints.latest_step() or 0, step)
+            self._raise_if_nonfinite()
+        return sigterms > 0
 
     def _host_batches(self, start_step: int) -> Iterator[dict]:
         """This process's slice of each global batch, turned into step inputs by the task."""
@@ -146,7 +176,8 @@ class TrainLoop:
         """Queues a metrics line for `step`; the values are read after the step ran (no stall on XLA)."""
         report = self.progress(step)
         steps_in_window = step - window
-        host = {**self.task.host_scalars(step), "data_replaced_images": float(self.replaced),
+        # Summed over hosts by `_agree`, which runs at every log step before this.
+        host = {**self.task.host_scalars(step), "data_replaced_images": float(self.replaced_total),
                 **self.runtime.compile_stats_scalars()}
         if report:
             host.update(report.scalars())
