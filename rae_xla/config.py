@@ -309,8 +309,9 @@ def resolve_slice_mesh(mesh: Mapping[str, int], num_devices: int, num_slices: in
     product = 1
     for n in shape.values():
         product *= n
+    available = f"{per_slice} are available per slice" if num_slices > 1 else f"{num_devices} are available"
     _require(product == per_slice,
-             f"runtime.mesh={shape} has {product} devices but there are {where}; "
+             f"runtime.mesh={shape} has {product} devices but {available}; "
              f"set one axis to -1, e.g. --config.runtime.mesh.fsdp=-1")
     return shape, {"data": num_slices, "fsdp": 1}
 
