@@ -1,7 +1,7 @@
-"""Child process for tests/runtime/test_pods.py (PJRT_DEVICE=CPU CPU_NUM_DEVICES=8): writes JSON to argv[1].
+"""Child process for tests/runtime/test_pods.py (PJRT_DEVICE=CPU CPU_NUM_DEVICES=4): writes JSON to argv[1].
 
-1. Multi-slice mesh: torch_xla's HybridMesh on stand-in device attributes (2 slices of 4 chips, slices
-   interleaved in id order, 2x2 chip coordinates) and a TPU device kind, built by rae_xla's mesh code.
+1. Multi-slice mesh: torch_xla's HybridMesh on stand-in device attributes (2 slices of 2 chips, slices
+   interleaved in id order, 1x2 chip coordinates) and a TPU device kind, built by rae_xla's mesh code.
 2. The XlaRuntime with runtime.remat and the gradient-constraining activation sharding: one forward/backward
    of the toy transformer, gradients returned for comparison with eager CPU.
 """
@@ -22,18 +22,18 @@ out = {}
 # --- 1. The multi-slice device arrangement -------------------------------------------------------------------
 runtime = make_runtime(config_lib.runtime_block(backend="xla", remat=True, compile_cache_dir=""))
 real_attributes, real_hw = xr.global_runtime_device_attributes, xm.xla_device_hw
-stand_in = [{"name": f"TPU:{i}", "slice_index": i % 2, "coords": [(i // 2) % 2, i // 4, 0], "core_on_chip": 0}
-            for i in range(8)]
+stand_in = [{"name": f"TPU:{i}", "slice_index": i % 2, "coords": [i // 2, 0, 0], "core_on_chip": 0}
+            for i in range(4)]
 xr.global_runtime_device_attributes = lambda: [dict(a) for a in stand_in]
 xm.xla_device_hw = lambda device: "TPU"  # HybridMesh asserts a TPU before reading the coordinates.
 try:
     slices = mesh_lib.slice_count(stand_in)
-    ici, dcn = config_lib.resolve_slice_mesh({"data": 1, "fsdp": -1, "dcn_data": -1}, 8, slices)
+    ici, dcn = config_lib.resolve_slice_mesh({"data": 1, "fsdp": -1, "dcn_data": -1}, 4, slices)
     hybrid = mesh_lib.build_mesh(ici, dcn)
     out["multi"] = dict(slices=slices, ici=ici, dcn=dcn, shape=list(hybrid.mesh_shape),
                         slice_of=mesh_lib.slice_of_each_device(hybrid, stand_in).tolist(),
                         device_ids=[int(i) for i in hybrid.device_ids])
-    ici, dcn = config_lib.resolve_slice_mesh({"data": 2, "fsdp": -1, "dcn_data": -1}, 8, slices)
+    ici, dcn = config_lib.resolve_slice_mesh({"data": 2, "fsdp": -1, "dcn_data": -1}, 4, slices)
     two_per_slice = mesh_lib.build_mesh(ici, dcn)
     out["multi_data2"] = dict(shape=list(two_per_slice.mesh_shape),
                               slice_of=mesh_lib.slice_of_each_device(two_per_slice, stand_in).tolist())
