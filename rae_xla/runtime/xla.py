@@ -20,6 +20,7 @@ import torch_xla.distributed.parallel_loader as pl
 import torch_xla.distributed.spmd as xs
 import torch_xla.distributed.xla_backend  # noqa: F401  Registers the xla:// process-group init method.
 import torch_xla.runtime as xr
+from absl import logging
 from torch import nn
 from torch.distributed import checkpoint as dcp
 from torch_xla.experimental import distributed_checkpoint as xc
@@ -64,6 +65,10 @@ class XlaRuntime(Runtime):
             dist.init_process_group("gloo", init_method="xla://")
         self._cfg = cfg
         self._hooks = []
+        logging.info("XLA SPMD: %d devices on %d host(s) in %d slice(s), mesh %s (ICI %s x DCN %s), %s, compile "
+                     "cache %s, LIBTPU_INIT_ARGS=%r", self.num_devices, self.process_count, self.num_slices,
+                     self.mesh_shape, ici, dcn, self.device_kind, compile_cache_dir or "off",
+                     os.environ.get("LIBTPU_INIT_ARGS", ""))
 
     # --- Model placement -----------------------------------------------------------------------------------------
 
