@@ -18,6 +18,9 @@ from ml_collections import config_dict
 JOBS = {
     "info": "rae_xla.info",
     "train_stage2": "rae_xla.train.stage2",
+    "stats": "rae_xla.eval.latent_stats",
+    "evaluate": "rae_xla.eval.evaluate",
+    "reference_stats": "rae_xla.eval.reference",
 }
 BACKENDS = ("auto", "xla", "cuda", "cpu")
 MESH_AXES = ("data", "fsdp")
@@ -234,6 +237,44 @@ def train_block(**overrides: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(block)
 
 
+def stats_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """Latent statistics (job `stats`, rae_xla/eval/latent_stats.py)."""
+    block = dict(
+        global_batch_size=256,  # Any multiple of the device count: the result does not depend on it.
+        flips=True,  # Also encode each image's mirror (the official script draws random flips instead).
+        estimator="exact",  # exact (float64 Chan merge) | official_ema (REFERENCE §7.1, for comparison only)
+        sum_dtype="float64",  # Per-batch device sums; 'float32' on TPU (no native float64).
+        output="",  # stat.pt path (local or gs://); '' = <workdir>/stat.pt.
+        log_every=50,
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
+def eval_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """FID / sFID / IS / precision / recall and reconstruction metrics (jobs `evaluate`, `reference_stats`)."""
+    block = dict(
+        samples="",  # npz with arr_0 uint8 (N, H, W, 3): generated samples or reconstructions (local or gs://).
+        # ADM reference npz (mu, sigma, mu_s, sigma_s, arr_0; e.g. VIRTUAL_imagenet256_labeled.npz) or an npz of
+        # images (arr_0 only: statistics computed here).
+        reference="",
+        # generation: FID, sFID, IS, precision, recall. reconstruction: rFID against the reference images plus
+        # PSNR, SSIM (and LPIPS) of samples[i] vs reference arr_0[i] (the same val crops in the same order).
+        mode="generation",
+        inception_weights="",  # torch-fidelity weights file; '' = its download (cached in $TORCH_HOME).
+        global_batch_size=200,  # Inception batch over all devices (a multiple of the device count).
+        precision_recall_fp16=True,  # ADM's default fp16 distances; False = fp32.
+        lpips_vgg_weights="",  # torchvision vgg16-397923af.pth: adds LPIPS to reconstruction metrics.
+        output="",  # eval.json path; '' = <workdir>/eval.json.
+        # reference_stats job: images of the split stored as arr_0 (ADM's reference has 10,000; -1 = all, which
+        # is also the image npz for rFID/PSNR/SSIM), and the output npz ('' = <workdir>/reference.npz).
+        reference_images=10000,
+        reference_output="",
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Validation.
 
@@ -336,12 +377,33 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
             path = config.rae[field]
             _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
                      f"rae.{field}={path!r} does not exist; give a local or gs:// path, or '' for none")
+    if "stats" in config:
+        _one_of(config.stats.estimator, ("exact", "official_ema"), "stats.estimator")
+        _one_of(config.stats.sum_dtype, ("float64", "float32"), "stats.sum_dtype")
+        _require(config.stats.log_every >= 1, "stats.log_every must be >= 1")
+        _check_eval_batch(config.stats.global_batch_size, "stats.global_batch_size", mesh, process_count)
+    if "eval" in config:
+        _one_of(config.eval.mode, ("generation", "reconstruction"), "eval.mode")
+        _check_eval_batch(config.eval.global_batch_size, "eval.global_batch_size", mesh, process_count)
+        for field in ("inception_weights", "lpips_vgg_weights"):
+            path = config.eval[field]
+            _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
+                     f"eval.{field}={path!r} does not exist; give a local file, or ''")
+        if config.job == "evaluate":
+            for field in ("samples", "reference"):
+                _require(bool(config.eval[field]), f"eval.{field} is empty; e.g. --config.eval.{field}=path/to/file.npz")
     if "data" in config:
         from rae_xla import data  # Deferred: tfds imports take ~2 s.
         try:
             data.validate_data_config(config.data)
         except ValueError as e:
             raise ConfigError(str(e)) from e
+
+
+def _check_eval_batch(batch: int, field: str, mesh, process_count: int) -> None:
+    shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
+    _require(batch >= 1 and batch % shards == 0,
+             f"{field}={batch} must be a positive multiple of the {shards} batch shards (devices or processes)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
