@@ -22,6 +22,7 @@ JOBS = {
     "evaluate": "rae_xla.eval.evaluate",
     "reference_stats": "rae_xla.eval.reference",
     "train_stage1": "rae_xla.train.stage1",
+    "quickstart": "rae_xla.quickstart",
 }
 BACKENDS = ("auto", "xla", "cuda", "cpu")
 MESH_AXES = ("data", "fsdp")

@@ -81,6 +81,11 @@ class Training:
 def build_training(config, runtime, steps_per_epoch: int) -> Training:
     """Frozen encoder, decoder + EMA + discriminator heads placed by the runtime, AdamW x2, schedules, 3 steps."""
     t, g = config.train, config.stage1
+    if _distributed_torch(runtime) and config.runtime.param_sharding == "fsdp":
+        # FSDP2 shards `decoder_pred.weight`; the adaptive weight's autograd.grad w.r.t. it is not wired yet.
+        raise config_lib.ConfigError("stage 1 on several GPU/CPU processes runs DDP: set "
+                                     "--config.runtime.param_sharding=replicate (the ViT-XL decoder with AdamW "
+                                     "and EMA needs ~8 GB per GPU); FSDP sharding of stage 1 is XLA-only for now")
     torch.manual_seed(config.seed)  # Same initial weights on every process.
     rae = build.build_rae(config.rae).eval()
     decoder_module = rae.decoder.train(False)  # No dropout in the decoder: eval == train.
