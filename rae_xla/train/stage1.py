@@ -78,8 +78,11 @@ class Training:
         return step_lib.GAN if step >= gan else step_lib.DISC if step >= disc_upd else step_lib.RECON
 
 
-def build_training(config, runtime, steps_per_epoch: int) -> Training:
-    """Frozen encoder, decoder + EMA + discriminator heads placed by the runtime, AdamW x2, schedules, 3 steps."""
+def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = None) -> Training:
+    """Frozen encoder, decoder + EMA + discriminator heads placed by the runtime, AdamW x2, schedules, 3 steps.
+
+    rae: a host RAE to train instead of `config.rae`'s (benchmarks pass one with an encoder stand-in).
+    """
     t, g = config.train, config.stage1
     if _distributed_torch(runtime) and config.runtime.param_sharding == "fsdp":
         # FSDP2 shards `decoder_pred.weight`; the adaptive weight's autograd.grad w.r.t. it is not wired yet.
@@ -87,7 +90,7 @@ def build_training(config, runtime, steps_per_epoch: int) -> Training:
                                      "--config.runtime.param_sharding=replicate (the ViT-XL decoder with AdamW "
                                      "and EMA needs ~8 GB per GPU); FSDP sharding of stage 1 is XLA-only for now")
     torch.manual_seed(config.seed)  # Same initial weights on every process.
-    rae = build.build_rae(config.rae).eval()
+    rae = (rae if rae is not None else build.build_rae(config.rae)).eval()
     decoder_module = rae.decoder.train(False)  # No dropout in the decoder: eval == train.
     decoder_module.requires_grad_(True)  # Official: the whole decoder, position table included (§5.2).
     ema_module = ema_lib.init_ema(decoder_module)
@@ -212,8 +215,8 @@ def training_flops_per_image(config, rae: RAE) -> int:
         hidden_size=dec.decoder_embed.out_features, num_layers=len(dec.decoder_layers),
         intermediate_size=layer.intermediate.dense.out_features, in_channels=dec.decoder_embed.in_features,
         num_patches=dec.num_patches, patch_size=dec.patch_size)
-    if config.rae.encoder != "dinov2":
-        return decoder
+    if config.rae.encoder != "dinov2" or not hasattr(rae.encoder, "hf_model"):
+        return decoder  # Encoder FLOPs are tabulated for DINOv2 only; MFU then slightly under-reports.
     hf = rae.encoder.hf_model.config
     return decoder + flops.dinov2_forward_flops(
         input_size=config.rae.encoder_input_size, hidden_size=hf.hidden_size, num_layers=hf.num_hidden_layers,
