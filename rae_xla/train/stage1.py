@@ -113,6 +113,8 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
                                   weight_decay=o.weight_decay)
     disc_optimizer = torch.optim.AdamW(disc_params, lr=g.disc_lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
                                        weight_decay=o.weight_decay)
+    for opt in (optimizer, disc_optimizer):
+        _init_adamw_state(opt)
     try:
         lr_at = schedules.make_schedule(t.lr_schedule, steps_per_epoch)
         disc_schedule = schedules.make_schedule(g.disc_lr_schedule, steps_per_epoch)
@@ -146,6 +148,16 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
 
 # ---------------------------------------------------------------------------------------------------------------
 # Building blocks of the setup.
+
+
+def _init_adamw_state(optimizer: torch.optim.AdamW) -> None:
+    """Creates AdamW's state as its first step would (step 0, zero moments): identical updates, and every
+    checkpoint holds both optimizers' tensors, so a run saved before the discriminator's first update resumes
+    (a checkpoint without them could not be loaded into a primed optimizer)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                  "exp_avg_sq": torch.zeros_like(p)}
 
 
 def _to_step(start: float, unit: str, steps_per_epoch: int) -> int:
