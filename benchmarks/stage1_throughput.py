@@ -7,7 +7,7 @@
 
 For each phase (recon; + discriminator update; + GAN loss with the adaptive weight) it runs one step (compile),
 `--warmup` steps, then `--steps` timed steps bracketed by `runtime.wait()`, on random uint8 images placed on
-the devices before timing. Reported per phase: step time, images/s/device, graphs compiled; overall: training
+the devices before timing (`--steps 0`: build and place only, report the sizes). Reported per phase: step time, images/s/device, graphs compiled; overall: training
 FLOPs per image (decoder fwd+bwd + encoder), and the bytes per device of the trainable state (decoder and
 discriminator heads, their AdamW moments, the EMA) vs a replicated copy, from each tensor's actual layout.
 
@@ -64,12 +64,16 @@ def stand_in_rae(config) -> RAE:
     return RAE(enc, dec, noise_tau=config.rae.noise_tau, latent_mean=None, latent_var=None)
 
 
-def state_bytes(training, runtime) -> dict:
-    """Per-device vs replicated bytes of decoder + heads + their AdamW moments, and of the EMA."""
+def state_bytes(training, runtime, *, ran: bool) -> dict:
+    """Per-device vs replicated bytes of decoder + heads + their AdamW moments, and of the EMA.
+
+    ran=False (no step ran): the AdamW moments have no layout yet; they are counted as two copies of their
+    parameter with the parameter's layout (what the compiler gives them in the step).
+    """
     trainable = [p for p in runtime.unwrap(training.decoder).parameters() if p.requires_grad]
     trainable += [p for p in training.disc.parameters() if p.requires_grad]
-    opt = [v for o in (training.optimizer, training.disc_optimizer) for s in o.state.values() for v in s.values()
-           if isinstance(v, torch.Tensor) and v.ndim > 0]
+    opt = ([v for o in (training.optimizer, training.disc_optimizer) for s in o.state.values() for v in s.values()
+            if isinstance(v, torch.Tensor) and v.ndim > 0] if ran else trainable + trainable)
     ema = list(training.ema_decoder.parameters())
 
     def total(tensors, per_device):
@@ -102,7 +106,7 @@ def benchmark(config, *, steps: int, warmup: int, stand_in: bool) -> dict:
         batch = next(iter(runtime.device_batches([host])))
         sums = loop.zero_scalars(step_lib.SUM_KEYS, runtime.device)
         phases, step = {}, 0
-        for phase, name in enumerate(step_lib.PHASE_NAMES):
+        for phase, name in enumerate(step_lib.PHASE_NAMES if steps > 0 else ()):  # --steps 0: sizes only.
             fn = training.step_fns[phase]
             before = runtime.compile_stats().get("graphs")
             started = time.perf_counter()
@@ -125,7 +129,7 @@ def benchmark(config, *, steps: int, warmup: int, stand_in: bool) -> dict:
                             "images_per_sec_per_device": config.train.global_batch_size / step_s / runtime.num_devices,
                             "graphs_compiled": None if before is None else warm - before,
                             "graphs_compiled_while_timing": None if after is None else after - warm}
-        loss = float(sums["total_sum"].cpu()) / step  # Sync point, after timing.
+        loss = float(sums["total_sum"].cpu()) / step if step else None  # Sync point, after timing.
         return {"backend": runtime.kind, "device_kind": runtime.device_kind, "num_devices": runtime.num_devices,
                 "mesh": runtime.mesh_shape, "param_sharding": config.runtime.param_sharding,
                 "precision": config.runtime.precision, "global_batch_size": config.train.global_batch_size,
@@ -133,7 +137,7 @@ def benchmark(config, *, steps: int, warmup: int, stand_in: bool) -> dict:
                 "steps_timed_per_phase": steps, "warmup": warmup, "phases": phases,
                 "compiled_graphs_total": runtime.compile_stats().get("graphs"),
                 "flops_per_image": training.flops_per_image, "mean_total_loss": loss,
-                **state_bytes(training, runtime)}
+                **state_bytes(training, runtime, ran=step > 0)}
     finally:
         runtime.close()
 
