@@ -1,17 +1,22 @@
-"""The whole stage-2 pipeline on an embedded default: minutes on a laptop CPU, no downloads.
+"""The whole RAE pipeline on an embedded default: minutes on a laptop CPU, no downloads.
 
   make quickstart
-  # = python -m rae_xla.main --config=configs/quickstart.py --workdir=runs/quickstart
-  PJRT_DEVICE=CPU CPU_NUM_DEVICES=4 python -m rae_xla.main --config=configs/quickstart.py \
+  # = python -m rae_xla.main --config=configs/quickstart.py:part=all --workdir=runs/quickstart
+  PJRT_DEVICE=CPU CPU_NUM_DEVICES=4 python -m rae_xla.main --config=configs/quickstart.py:part=all \
       --workdir=runs/quickstart_xla --config.runtime.backend=xla      # the SPMD path on 4 virtual devices
 
-What runs: a synthetic 10-class dataset of coloured shapes (built once into ~/.cache/rae_xla/tfds through the
-same ArrayRecord builder and reader as ImageNet), a tiny DINOv2-with-registers encoder with RANDOM weights
-('random-tiny', 64 channels, 56-px input -> 4x4 latents), a tiny ViT decoder (configs/decoder/tiny, untrained:
-the decoder trainer is a later job), and a tiny DiT^DH trained by flow matching. Writes metrics.jsonl,
-TensorBoard events, checkpoints/ and samples/*.png (sampled latents through the untrained decoder: noise-like
-pictures are expected; the loss curve is the thing to look at). Expected: the loss falls from ~1.5 (first 20
-steps) to ~0.5 (last 20), ~1 minute on 2 CPU cores after the one-time dataset build.
+Data: a synthetic 10-class dataset of coloured shapes (built once into ~/.cache/rae_xla/tfds through the same
+ArrayRecord builder and reader as ImageNet); encoder: a tiny DINOv2-with-registers with RANDOM weights
+('random-tiny', 64 channels, 56-px input -> 4x4 latents); decoder: configs/decoder/tiny (64 px out).
+Parts (`part=`):
+  stage2 (default; the tests and benchmarks use it): a tiny DiT^DH trained by flow matching with the UNTRAINED
+    decoder (its sample grids look like noise; the loss falls from ~1.5 to ~0.5 in 300 steps, ~1 min);
+  stage1: the decoder trained with L1 + LPIPS (random-weight VGG16), discriminator updates (tiny random DINO
+    backbone) from 60 % of the steps and the GAN loss from 80 %, so every compiled phase step runs;
+  all (job `quickstart`, rae_xla/quickstart.py): stage1 -> export (model.pt + config.json) -> latent statistics
+    (the stats job) -> stage2 on the normalised latents with the trained decoder -> prints where the pictures
+    are (stage1/reconstructions/*.png, stage2/samples/*.png) and the reconstruction PSNR.
+Arguments: steps (stage 2), stage1_steps, batch (both).
 """
 import ml_collections
 
