@@ -147,14 +147,15 @@ def markdown(result: dict, command: str) -> str:
              f"(mesh {result['mesh']}, {result['param_sharding']}, {result['precision']})", "",
              f"`{command}`", "", f"- Commit: {provenance.commit()}; machine: {provenance.machine()}, torch "
              f"{torch.__version__}", "",
-             "| phase | step s | images/s/device | graphs (first+warm-up) | graphs while timing |", "|---|---|---|---|---|"]
+             "| phase | step s | images/s/device | graphs (first+warm-up) | graphs while timing |",
+             "|---|---|---|---|---|"]
     for name, p in result["phases"].items():
         lines.append(f"| {name} | {p['step_seconds']:.3f} | {p['images_per_sec_per_device']:.3f} | "
                      f"{p['graphs_compiled']} | {p['graphs_compiled_while_timing']} |")
     gib = 2 ** 30
     lines += ["", f"trainable params {result['trainable_params']:,}; state (params + AdamW) per device "
-              f"{result['state_bytes_per_device'] / gib:.3f} GiB vs replicated {result['state_replicated_bytes'] / gib:.3f}"
-              f" GiB; EMA per device {result['ema_bytes_per_device'] / gib:.3f} GiB; compiled graphs total "
+              f"{result['state_bytes_per_device'] / gib:.3f} GiB vs replicated "
+              f"{result['state_replicated_bytes'] / gib:.3f} GiB; EMA per device {result['ema_bytes_per_device'] / gib:.3f} GiB; compiled graphs total "
               f"{result['compiled_graphs_total']}; training FLOPs/image {result['flops_per_image']:.3e}", ""]
     return "\n".join(lines)
 
