@@ -7,8 +7,8 @@
 
 For each phase (recon; + discriminator update; + GAN loss with the adaptive weight) it runs one step (compile),
 `--warmup` steps, then `--steps` timed steps bracketed by `runtime.wait()`, on random uint8 images placed on
-the devices before timing (`--steps 0`: build and place only, report the sizes). Reported per phase: step time, images/s/device, graphs compiled; overall: training
-FLOPs per image (decoder fwd+bwd + encoder), and the bytes per device of the trainable state (decoder and
+the devices before timing (`--steps 0`: build and place only, report the sizes). Reported per phase: step
+time, images/s/device, graphs compiled; overall: training FLOPs per image (decoder fwd+bwd + encoder), and the bytes per device of the trainable state (decoder and
 discriminator heads, their AdamW moments, the EMA) vs a replicated copy, from each tensor's actual layout.
 
 `--encoder_stand_in` replaces the frozen DINOv2-B by a 768-channel patch projection of the same token grid (no
