@@ -107,7 +107,7 @@ def benchmark(config, *, steps: int, warmup: int, stand_in: bool) -> dict:
         sums = loop.zero_scalars(step_lib.SUM_KEYS, runtime.device)
         phases, step = {}, 0
         for phase, name in enumerate(step_lib.PHASE_NAMES if steps > 0 else ()):  # --steps 0: sizes only.
-            fn = training.step_fns[phase]
+            fn = training.step_fns[(training.settings.perceptual_weight > 0, phase)]  # With LPIPS.
             before = runtime.compile_stats().get("graphs")
             started = time.perf_counter()
             for _ in range(1 + warmup):
