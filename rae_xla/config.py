@@ -18,6 +18,11 @@ from ml_collections import config_dict
 JOBS = {
     "info": "rae_xla.info",
     "train_stage2": "rae_xla.train.stage2",
+    "stats": "rae_xla.eval.latent_stats",
+    "evaluate": "rae_xla.eval.evaluate",
+    "reference_stats": "rae_xla.eval.reference",
+    "train_stage1": "rae_xla.train.stage1",
+    "quickstart": "rae_xla.quickstart",
 }
 BACKENDS = ("auto", "xla", "cuda", "cpu")
 MESH_AXES = ("data", "fsdp")
@@ -127,6 +132,7 @@ def data_block(**overrides: Any) -> ml_collections.ConfigDict:
         prefetch_factor=2,
         synthetic_num_classes=10,
         synthetic_num_images=1000,
+        crop="center",  # center (ADM, stage 2) | random (stage 1: resize shorter side to 1.5 S or 384, random crop)
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -256,6 +262,76 @@ def train_block(**overrides: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(block)
 
 
+def stats_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """Latent statistics (job `stats`, rae_xla/eval/latent_stats.py)."""
+    block = dict(
+        global_batch_size=256,  # Any multiple of the device count: the result does not depend on it.
+        flips=True,  # Also encode each image's mirror (the official script draws random flips instead).
+        estimator="exact",  # exact (float64 Chan merge) | official_ema (REFERENCE §7.1, for comparison only)
+        sum_dtype="float64",  # Per-batch device sums; 'float32' on TPU (no native float64).
+        output="",  # stat.pt path (local or gs://); '' = <workdir>/stat.pt.
+        log_every=50,
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
+def eval_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """FID / sFID / IS / precision / recall and reconstruction metrics (jobs `evaluate`, `reference_stats`)."""
+    block = dict(
+        samples="",  # npz with arr_0 uint8 (N, H, W, 3): generated samples or reconstructions (local or gs://).
+        # ADM reference npz (mu, sigma, mu_s, sigma_s, arr_0; e.g. VIRTUAL_imagenet256_labeled.npz) or an npz of
+        # images (arr_0 only: statistics computed here).
+        reference="",
+        # generation: FID, sFID, IS, precision, recall. reconstruction: rFID against the reference images plus
+        # PSNR, SSIM (and LPIPS) of samples[i] vs reference arr_0[i] (the same val crops in the same order).
+        mode="generation",
+        inception_weights="",  # torch-fidelity weights file; '' = its download (cached in $TORCH_HOME).
+        global_batch_size=200,  # Inception batch over all devices (a multiple of the device count).
+        precision_recall_fp16=True,  # ADM's default fp16 distances; False = fp32.
+        lpips_vgg_weights="",  # torchvision vgg16-397923af.pth: adds LPIPS to reconstruction metrics.
+        output="",  # eval.json path; '' = <workdir>/eval.json.
+        # reference_stats job: images of the split stored as arr_0 (ADM's reference has 10,000; -1 = all, which
+        # is also the image npz for rFID/PSNR/SSIM), and the output npz ('' = <workdir>/reference.npz).
+        reference_images=10000,
+        reference_output="",
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
+def stage1_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """Decoder training losses, discriminator and phases: the official main-branch recipe (REFERENCE §5.3-§5.7).
+
+    Phase starts are in epochs (or steps with start_unit='step'); disc_start >= disc_upd_start.
+    """
+    block = dict(
+        perceptual_weight=1.0,  # LPIPS weight; 0 = no LPIPS (the network is then not built).
+        lpips_vgg_path="",  # torchvision vgg16 ImageNet weights (.pth); '' = torchvision's cache.
+        lpips_random_backbone=False,  # True: a seeded random VGG16 (quickstart/tests only, no downloads).
+        lpips_start=0.0,  # LPIPS joins the loss from here (official: epoch 0).
+        disc_weight=0.75,
+        max_d_weight=1e4,  # Clamp of the adaptive weight.
+        disc_upd_start=6.0,  # Discriminator updates from here ...
+        disc_start=8.0,  # ... and the GAN loss in the generator step from here.
+        start_unit="epoch",  # epoch | step
+        disc_loss="hinge",  # hinge | vanilla
+        gen_loss="vanilla",
+        diffaug_prob=1.0,
+        diffaug_cutout=0.0,
+        # The official gan.disc.arch; dino_ckpt_path = the released discs/dino_vit_small_patch8_224.pth or 'random'.
+        disc_arch=dict(dino_ckpt_path="", ks=9, key_depths=(2, 5, 8, 11), norm_type="bn", using_spec_norm=True,
+                       norm_eps=1e-6, recipe="S_8"),
+        # Backbone sizes replacing disc_arch.recipe (tests, quickstart); depth 0 = use disc_arch.recipe.
+        disc_recipe=dict(depth=0, embed_dim=0, num_heads=0, patch_size=8, mlp_ratio=4.0, in_chans=3),
+        # The discriminator's LR schedule; it starts counting at disc_upd_start (stepped only when it updates).
+        disc_lr_schedule=dict(type="cosine", base_lr=2e-4, final_lr=2e-5, warmup_epochs=1.0, decay_end_epoch=16.0,
+                              warmup_from_zero=True, unit="epoch"),
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Validation.
 
@@ -370,6 +446,17 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _require(micro % shards == 0,
                  f"the micro-batch {micro} (train.global_batch_size / grad_accum_steps) is not divisible by the "
                  f"{shards} batch shards (mesh data x fsdp, or processes); pick a multiple of {shards}")
+    if "stage1" in config:
+        g = config.stage1
+        _one_of(g.start_unit, ("epoch", "step"), "stage1.start_unit")
+        _one_of(g.disc_loss, ("hinge", "vanilla"), "stage1.disc_loss")
+        _one_of(g.gen_loss, ("vanilla",), "stage1.gen_loss")
+        _require(g.lpips_start >= 0, f"stage1.lpips_start={g.lpips_start} must be >= 0")
+        _require(g.disc_start >= g.disc_upd_start, f"stage1.disc_start={g.disc_start} must be >= "
+                 f"stage1.disc_upd_start={g.disc_upd_start} (the GAN loss needs a discriminator that is trained)")
+        _require(g.perceptual_weight >= 0 and g.disc_weight >= 0, "stage1.perceptual_weight and disc_weight must be >= 0")
+        _require(not config.rae.stats, "stage 1 trains on unnormalised latents: set --config.rae.stats='' (compute "
+                 "the statistics afterwards with the stats job)")
     if "model" in config:
         _one_of(config.model.arch, ("ditdh", "lightningdit"), "model.arch")
     if "flow" in config:
@@ -388,12 +475,33 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
             path = config.rae[field]
             _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
                      f"rae.{field}={path!r} does not exist; give a local or gs:// path, or '' for none")
+    if "stats" in config:
+        _one_of(config.stats.estimator, ("exact", "official_ema"), "stats.estimator")
+        _one_of(config.stats.sum_dtype, ("float64", "float32"), "stats.sum_dtype")
+        _require(config.stats.log_every >= 1, "stats.log_every must be >= 1")
+        _check_eval_batch(config.stats.global_batch_size, "stats.global_batch_size", mesh, process_count)
+    if "eval" in config:
+        _one_of(config.eval.mode, ("generation", "reconstruction"), "eval.mode")
+        _check_eval_batch(config.eval.global_batch_size, "eval.global_batch_size", mesh, process_count)
+        for field in ("inception_weights", "lpips_vgg_weights"):
+            path = config.eval[field]
+            _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
+                     f"eval.{field}={path!r} does not exist; give a local file, or ''")
+        if config.job == "evaluate":
+            for field in ("samples", "reference"):
+                _require(bool(config.eval[field]), f"eval.{field} is empty; e.g. --config.eval.{field}=path/to/file.npz")
     if "data" in config:
         from rae_xla import data  # Deferred: tfds imports take ~2 s.
         try:
             data.validate_data_config(config.data)
         except ValueError as e:
             raise ConfigError(str(e)) from e
+
+
+def _check_eval_batch(batch: int, field: str, mesh, process_count: int) -> None:
+    shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
+    _require(batch >= 1 and batch % shards == 0,
+             f"{field}={batch} must be a positive multiple of the {shards} batch shards (devices or processes)")
 
 
 # ---------------------------------------------------------------------------------------------------------------

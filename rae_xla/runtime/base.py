@@ -69,6 +69,12 @@ class Runtime(abc.ABC):
         replicated, since no host can read another host's shards."""
         return tensor.cpu()
 
+    def gather_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The GLOBAL batch's rows of a batch-sharded device tensor, on the host of every process, in global row
+        order (sync point; evaluation only). XLA: `to_host` (the SPMD tensor already is the global batch);
+        torchrun: an all-gather of every rank's rows (rank-major, which is the loaders' global order)."""
+        return self.to_host(tensor)
+
     def unwrap(self, model: nn.Module) -> nn.Module:
         """The plain module inside a DDP wrapper (identity elsewhere): use it for state dicts and EMA."""
         return model

@@ -92,6 +92,14 @@ class TorchRuntime(Runtime):
         for batch in host_batches:
             yield {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin) for k, v in batch.items()}
 
+    def gather_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.distributed:
+            return tensor.cpu()
+        local = tensor.to(torch.uint8) if tensor.dtype == torch.bool else tensor.contiguous()  # gloo has no bool.
+        parts = [torch.empty_like(local) for _ in range(self.process_count)]
+        dist.all_gather(parts, local)  # Equal row counts: every rank loads G / P rows.
+        return torch.cat(parts).to(tensor.dtype).cpu()
+
     # --- The step ------------------------------------------------------------------------------------------------
 
     def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:
