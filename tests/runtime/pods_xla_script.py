@@ -4,8 +4,11 @@
    interleaved in id order, 1x2 chip coordinates) and a TPU device kind, built by rae_xla's mesh code.
 2. The XlaRuntime with runtime.remat and the gradient-constraining activation sharding: one forward/backward
    of the toy transformer, gradients returned for comparison with eager CPU.
+3. The XLA profiler (runtime.start_trace/stop_trace) around that step.
 """
+import glob
 import json
+import os
 import sys
 
 import torch
@@ -46,10 +49,15 @@ out["single"] = dict(slices=mesh_lib.slice_count(xr.global_runtime_device_attrib
 torch.manual_seed(0)
 model = runtime.shard_model(TinyTransformer())
 batch = {k: v.to(runtime.device) for k, v in toy_batch(0, 8, slice(0, 8)).items()}
+trace_dir = os.path.join(os.path.dirname(sys.argv[1]), "profile", "host_0")
+runtime.start_trace(trace_dir)  # 3. torch_xla's profiler around the step, copied to trace_dir.
 loss = torch.nn.functional.mse_loss(model(batch["x"]), batch["y"])
 loss.backward()
 out["loss"] = float(loss.detach().cpu())
 out["grads"] = {n: p.grad.detach().cpu().tolist() for n, p in model.named_parameters()}
+runtime.stop_trace()
+out["trace_files"] = sorted(os.path.basename(f) for f in glob.glob(os.path.join(trace_dir, "**", "*"), recursive=True)
+                            if os.path.isfile(f))
 out["stats"] = {k: v for k, v in runtime.compile_stats().items() if k != "cpu_fallbacks"}
 out["scalars"] = runtime.compile_stats_scalars()
 out["device_kind"] = runtime.device_kind

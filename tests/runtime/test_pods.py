@@ -206,3 +206,8 @@ def test_xla_compile_stats_report_the_persistent_cache(xla):
     assert {"cache_hits", "cache_misses"} <= set(xla["stats"])
     assert xla["scalars"]["compile_cache_hits"] == 0.0  # No cache on CPU.
     assert xla["device_kind"] == "CPU"
+
+
+def test_xla_profiler_trace_is_copied_to_the_destination(xla):
+    names = xla["trace_files"]
+    assert any(n.endswith(".xplane.pb") for n in names) and any(n.endswith(".trace.json.gz") for n in names)
