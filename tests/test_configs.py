@@ -14,7 +14,9 @@ from tests.conftest import REPO, run_python
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 VARIANTS = {"ditdh_xl.py": ["", "res=512"], "ditdh_s.py": ["", "res=512,epochs=14"],
-            "lightningdit_xl.py": ["", "res=512"], "quickstart.py": ["", "steps=10,batch=8"], "info.py": [""],
+            "lightningdit_xl.py": ["", "res=512"], "quickstart.py": ["", "steps=10,batch=8", "part=stage1", "part=all"],
+            "info.py": [""], "decoder_xl.py": ["", "res=512", "encoder=siglip2", "encoder=mae,decoder=ViT-L"],
+            "stats.py": ["", "runlocal"],
             "sample_fid.py": ["", "res=512", "guidance=none", "guidance=cfg", "job=sample"],
             "reconstruct.py": ["", "res=512"],
             "sample_quickstart.py": ["", "job=sample", "job=reconstruct", "guidance=cfg"]}
@@ -40,6 +42,8 @@ def with_local_paths(config, tmp_path):
         config.sampling.checkpoint = str(tmp_path)
         if "sample" in config:
             config.sample.guidance.model_weights = str(tmp_path) if config.sample.guidance.model_weights else ""
+    if "stage1" in config:
+        config.stage1.disc_arch.dino_ckpt_path = "random"
     return config
 
 

@@ -2,6 +2,8 @@
 
 encode: images (B,3,H,W) in [0,1] -> bicubic resize to S (no antialias) -> ImageNet-style normalisation ->
 frozen encoder tokens (B,N,C) -> [+ tau*U(0,1)*eps noise in training] -> (B,C,h,w) -> (z - mean)/sqrt(var+eps).
+The resize and the encoder run in fp32 even inside a bf16 autocast region (`encoder_precision='fp32'`, as the
+official main trainer, which encodes outside autocast); 'bf16' runs them under bf16 autocast instead.
 decode: the exact inverse of the latent normalisation -> decoder -> unpatchify -> x*std + mean (not clamped).
 """
 import functools
@@ -25,8 +27,12 @@ class RAE(nn.Module):
     """
 
     def __init__(self, encoder: FrozenEncoder, decoder: ViTDecoder, noise_tau: float,
-                 latent_mean: torch.Tensor | None, latent_var: torch.Tensor | None, eps: float = 1e-5):
+                 latent_mean: torch.Tensor | None, latent_var: torch.Tensor | None, eps: float = 1e-5,
+                 encoder_precision: str = "fp32"):
         super().__init__()
+        if encoder_precision not in ("fp32", "bf16"):
+            raise ValueError(f"encoder_precision={encoder_precision!r}: use 'fp32' or 'bf16'")
+        self.encoder_precision = encoder_precision
         if decoder.decoder_embed.in_features != encoder.hidden_size:
             raise ValueError(f"decoder expects {decoder.decoder_embed.in_features}-d latents but the encoder gives "
                              f"{encoder.hidden_size}-d; build the decoder with in_channels={encoder.hidden_size}.")
@@ -52,10 +58,17 @@ class RAE(nn.Module):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B,3,H,W) float in [0,1] -> latents (B,C,h,w), normalised with the stats when given."""
-        size = self.encoder_input_size
-        if images.shape[-2:] != (size, size):                       # static shape test, not a tensor value
-            images = resize_bicubic(images, size)
-        tokens = self.encoder((images - self.pixel_mean) / self.pixel_std)
+        bf16 = self.encoder_precision == "bf16"
+        # The device type comes from the input, so this stays device-agnostic ('cuda', 'xla', 'cpu').
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+            if not bf16:
+                images = images.float()
+            size = self.encoder_input_size
+            if images.shape[-2:] != (size, size):                   # static shape test, not a tensor value
+                rows, cols = self._resize_matrices(images.shape[-2], images.shape[-1])
+                images = rows.to(images.dtype) @ images @ cols.to(images.dtype).T
+            tokens = self.encoder((images - self.pixel_mean) / self.pixel_std)
+        tokens = tokens.float()
         if self.training and self.noise_tau > 0:
             sigma = self.noise_tau * torch.rand(tokens.shape[0], 1, 1, device=tokens.device, dtype=tokens.dtype)
             tokens = tokens + sigma * torch.randn_like(tokens)
@@ -68,15 +81,31 @@ class RAE(nn.Module):
             z = z / torch.sqrt(self.latent_var + self.eps)
         return z
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents (B,C,h,w) (normalised) -> images (B,3,h*p,w*p), roughly in [0,1], unclamped."""
+    def _resize_matrices(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bicubic resize matrices for (height, width) inputs, kept as non-persistent buffers: built and
+        copied to the device once (the first encode), then they follow `.to()` like the other buffers. A host
+        matrix copied in every encode would be a host-to-device transfer per step (a sync on CUDA)."""
+        name = f"resize_{height}x{width}"
+        if not hasattr(self, name + "_rows"):
+            device, size = self.pixel_mean.device, self.encoder_input_size
+            # copy=True: the lru-cached host matrix must never become (and be mutated as) a module buffer.
+            self.register_buffer(name + "_rows", _bicubic_matrix(height, size).to(device, copy=True), persistent=False)
+            self.register_buffer(name + "_cols", _bicubic_matrix(width, size).to(device, copy=True), persistent=False)
+        return getattr(self, name + "_rows"), getattr(self, name + "_cols")
+
+    def decode(self, latents: torch.Tensor, decoder: nn.Module | None = None) -> torch.Tensor:
+        """latents (B,C,h,w) (normalised) -> images (B,3,h*p,w*p), roughly in [0,1], unclamped.
+
+        decoder: decode with this module instead of `self.decoder` (the stage-1 trainer passes its wrapped,
+        trainable decoder or the EMA copy; same geometry).
+        """
         z = latents
         if self.latent_var is not None:
             z = z * torch.sqrt(self.latent_var + self.eps)
         if self.latent_mean is not None:
             z = z + self.latent_mean
         tokens = z.flatten(2).transpose(1, 2)
-        pixels = self.decoder.unpatchify(self.decoder(tokens))
+        pixels = self.decoder.unpatchify((decoder if decoder is not None else self.decoder)(tokens))
         return pixels * self.pixel_std + self.pixel_mean
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -85,7 +114,8 @@ class RAE(nn.Module):
     @classmethod
     def from_pretrained(cls, encoder: str, decoder_config: str | None = None, decoder_weights=None, stats=None,
                         encoder_input_size: int = 224, decoder_patch_size: int = 16, noise_tau: float = 0.0,
-                        encoder_kind: str = "dinov2", root: str | None = None) -> "RAE":
+                        encoder_kind: str = "dinov2", encoder_precision: str = "fp32",
+                        root: str | None = None) -> "RAE":
         """A released RAE by name, or one built from its parts.
 
         By name (rae_xla/released.py): `RAE.from_pretrained("dinov2-b")` (also 'dinov2-b-512', 'siglip2-b',
@@ -95,7 +125,8 @@ class RAE(nn.Module):
         From parts: `encoder` = HF folder / gs:// / hf:// / hub id / 'random-tiny'; `decoder_config` =
         'ViT-B'|'ViT-L'|'ViT-XL' or a released config.json (file or folder); `decoder_weights` = model.pt (path or
         state dict) or None (random decoder); `stats` = stat.pt (path or dict) or None. Defaults are the released
-        DINOv2-B @256 px setting (224-px encoder input, 16-px decoder patches, tau 0).
+        DINOv2-B @256 px setting (224-px encoder input, 16-px decoder patches, tau 0). `encoder_precision`:
+        'fp32' (the encoder runs in fp32 even under bf16 autocast) or 'bf16'.
         """
         from rae_xla import released
         from rae_xla.checkpoint.official import load_decoder, load_stats
@@ -106,14 +137,16 @@ class RAE(nn.Module):
             return cls.from_pretrained(
                 spec.encoder_path, spec.decoder_config, released.path(spec.decoder_weights, root),
                 released.path(spec.stats, root), encoder_input_size=spec.encoder_input_size,
-                decoder_patch_size=spec.decoder_patch_size, noise_tau=noise_tau, encoder_kind=spec.encoder)
+                decoder_patch_size=spec.decoder_patch_size, noise_tau=noise_tau, encoder_kind=spec.encoder,
+                encoder_precision=encoder_precision)
         enc = load_encoder(encoder_kind, encoder, encoder_input_size)
         dec = ViTDecoder.from_preset(decoder_config, in_channels=enc.hidden_size, num_patches=enc.grid ** 2,
                                      patch_size=decoder_patch_size)
         if decoder_weights is not None:
             load_decoder(dec, decoder_weights)
         mean, var = load_stats(stats) if stats is not None else (None, None)
-        return cls(enc, dec, noise_tau=noise_tau, latent_mean=mean, latent_var=var)
+        return cls(enc, dec, noise_tau=noise_tau, latent_mean=mean, latent_var=var,
+                   encoder_precision=encoder_precision)
 
 
 @functools.lru_cache(maxsize=16)

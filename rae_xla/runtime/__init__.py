@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from rae_xla.runtime import tpu_env
 from rae_xla.runtime.base import Runtime
 
 
@@ -22,6 +23,23 @@ def detect_backend() -> str:
     return "cpu"
 
 
+def on_tpu_vm(environ=None) -> bool:
+    """PJRT_DEVICE=TPU, or unset on a machine with libtpu (torch_xla then picks the TPU)."""
+    environ = os.environ if environ is None else environ
+    device = environ.get("PJRT_DEVICE", "")
+    return device == "TPU" or (not device and importlib.util.find_spec("libtpu") is not None)
+
+
+def resolve_compile_cache_dir(setting: str, on_tpu: bool) -> str:
+    """`runtime.compile_cache_dir`: 'auto' -> a local per-host dir on TPU ('' elsewhere: CPU PJRT writes entries
+    it cannot load back, XLA_NOTES §6.1); '' -> off; a path -> that path (keep it local to each host)."""
+    if setting != "auto":
+        return os.path.expanduser(setting)
+    if not on_tpu:
+        return ""
+    return os.path.join(os.path.expanduser("~"), ".cache", "rae_xla", "xla_cache")
+
+
 def make_runtime(runtime_cfg) -> Runtime:
     """Builds the Runtime for `runtime_cfg.backend` (see `rae_xla.config.runtime_block`)."""
     backend = detect_backend() if runtime_cfg.backend == "auto" else runtime_cfg.backend
@@ -32,12 +50,17 @@ def make_runtime(runtime_cfg) -> Runtime:
         # torch_xla bakes the scalars 0 and 1 into graphs as special constants, so an LR that reaches exactly 0
         # (or AdamW's 1 - lr * wd reaching 1) would compile a new step graph; make every scalar a graph input.
         os.environ.setdefault("XLA_NO_SPECIAL_SCALARS", "1")
+        on_tpu = on_tpu_vm()
+        if on_tpu:
+            # Before the first `import torch_xla`: libtpu reads LIBTPU_INIT_ARGS once (runtime/tpu_env.py).
+            tpu_env.apply_libtpu_flags(runtime_cfg.libtpu_flags)
         from rae_xla.runtime.xla import XlaRuntime  # Deferred: importing torch_xla initialises PJRT.
-        return XlaRuntime(runtime_cfg)
+        return XlaRuntime(runtime_cfg, compile_cache_dir=resolve_compile_cache_dir(runtime_cfg.compile_cache_dir,
+                                                                                   on_tpu))
     if backend == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("runtime.backend='cuda' but no CUDA device is visible; use --config.runtime.backend=cpu")
     from rae_xla.runtime.torch_backend import TorchRuntime
     return TorchRuntime(runtime_cfg, backend)
 
 
-__all__ = ["Runtime", "detect_backend", "make_runtime"]
+__all__ = ["Runtime", "detect_backend", "make_runtime", "on_tpu_vm", "resolve_compile_cache_dir"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import os
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
@@ -116,7 +117,13 @@ class Runtime(abc.ABC):
 
     def any_process(self, flag: bool) -> bool:
         """True on every process if `flag` is True on any (a host collective; no device sync)."""
-        return flag
+        return self.sum_over_processes([int(flag)])[0] > 0
+
+    def sum_over_processes(self, values: list[int]) -> list[int]:
+        """Element-wise sums of host integers over all processes, in one host collective (gloo; never a
+        device tensor, so no device sync). Use it to agree on flags (SIGTERM, a NaN) and to total per-host
+        counters in a single round trip."""
+        return list(values)
 
     @abc.abstractmethod
     def seed(self, seed: int) -> None:
@@ -131,7 +138,47 @@ class Runtime(abc.ABC):
     def compile_stats_scalars(self) -> dict[str, float]:
         """The compile counters worth logging with the metrics (host counters, no device sync)."""
         stats = self.compile_stats()
-        return {"compiled_graphs": float(stats["graphs"])} if "graphs" in stats else {}
+        names = {"graphs": "compiled_graphs", "cache_hits": "compile_cache_hits", "cache_misses": "compile_cache_misses"}
+        return {name: float(stats[key]) for key, name in names.items() if key in stats}
+
+    def start_trace(self, dest: str) -> None:
+        """Starts a profiler trace that `stop_trace` copies to `dest` (local dir or gs://); see profiling.py."""
+        self._trace_window().start(dest)
+
+    @property
+    def trace_active(self) -> bool:
+        """True between start_trace and stop_trace."""
+        return getattr(self, "_trace", None) is not None and self._trace.active
+
+    def stop_trace(self) -> str:
+        """Waits for queued device work, ends the trace, copies it; returns where it went."""
+        self.wait()
+        return self._trace_window().stop()
+
+    def _trace_window(self):
+        if getattr(self, "_trace", None) is None:
+            from rae_xla.runtime.profiling import TraceWindow
+            self._trace = TraceWindow(*self._profiler_calls())
+        return self._trace
+
+    def _profiler_calls(self):
+        """(begin(local_dir), end()) of torch.profiler; the XLA runtime uses torch_xla's profiler instead."""
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.kind == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        state = {}
+
+        def begin(local_dir: str) -> None:
+            state["dir"] = local_dir
+            state["profiler"] = torch.profiler.profile(activities=activities, record_shapes=False)
+            state["profiler"].start()
+
+        def end() -> None:
+            state["profiler"].stop()
+            state["profiler"].export_chrome_trace(
+                os.path.join(state["dir"], f"trace_process{self.process_index}.json"))
+
+        return begin, end
 
     # --- Checkpoint storage (rae_xla/checkpoint/manager.py adds steps, atomicity and retention) ------------------
 

@@ -18,6 +18,7 @@ from rae_xla.config import resolve_mesh
 from rae_xla.runtime import dcp_storage
 from rae_xla.runtime import state as state_lib
 from rae_xla.runtime.base import Runtime
+from rae_xla.runtime.remat import apply_remat
 
 
 class TorchRuntime(Runtime):
@@ -43,6 +44,11 @@ class TorchRuntime(Runtime):
             self.device_kind = "cpu"
         self.mesh_shape = resolve_mesh(cfg.mesh, self.num_devices)
         self._cfg = cfg
+        # Host-side agreement (SIGTERM, NaN, counters) over gloo on CPU tensors: on NCCL it would need a CUDA
+        # tensor and an .item(), i.e. a device sync behind every queued kernel.
+        self._host_group = None
+        if self.distributed:
+            self._host_group = dist.new_group(backend="gloo") if kind == "cuda" else dist.group.WORLD
 
     @property
     def distributed(self) -> bool:
@@ -51,6 +57,10 @@ class TorchRuntime(Runtime):
     # --- Model placement -----------------------------------------------------------------------------------------
 
     def shard_model(self, model: nn.Module) -> nn.Module:
+        if self._cfg.remat and any(p.requires_grad for p in model.parameters()):
+            from torch.utils.checkpoint import checkpoint
+            apply_remat(model, self._cfg.activation_sharding,
+                        lambda fn, *args: checkpoint(fn, *args, use_reentrant=False))
         model.to(self.device)
         if not self.distributed:
             return model
@@ -123,12 +133,12 @@ class TorchRuntime(Runtime):
         dist.broadcast(t, src=0)
         return int(t.item())
 
-    def any_process(self, flag: bool) -> bool:
+    def sum_over_processes(self, values: list[int]) -> list[int]:
         if not self.distributed:
-            return flag
-        t = torch.tensor([int(flag)], dtype=torch.int64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+            return list(values)
+        t = torch.tensor(values, dtype=torch.int64)
+        dist.all_reduce(t, group=self._host_group)  # CPU tensor over gloo: no CUDA sync.
+        return t.tolist()
 
     def seed(self, seed: int) -> None:
         seed = seed * self.process_count + self.process_index  # Distinct per rank, like the official trainer.

@@ -1,7 +1,8 @@
 """torch_xla SPMD runtime: one process per host drives all of its chips as one program over a named mesh.
 
-Initialisation order matters (XLA_NOTES §5): persistent cache -> `use_spmd()` (before any XLA tensor exists) ->
-a gloo process group over `xla://` when there are several hosts (DCP needs it) -> the mesh.
+Initialisation order matters (XLA_NOTES §5): libtpu flags (set by `make_runtime` before torch_xla is imported)
+-> persistent cache -> `use_spmd()` (before any XLA tensor exists) -> a gloo process group over `xla://` when
+there are several hosts (DCP and host collectives need it) -> the mesh (HybridMesh across slices).
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import os
 import re
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch_xla
@@ -20,12 +20,15 @@ import torch_xla.distributed.parallel_loader as pl
 import torch_xla.distributed.spmd as xs
 import torch_xla.distributed.xla_backend  # noqa: F401  Registers the xla:// process-group init method.
 import torch_xla.runtime as xr
+from absl import logging
 from torch import nn
 from torch.distributed import checkpoint as dcp
 from torch_xla.experimental import distributed_checkpoint as xc
 
-from rae_xla.config import resolve_mesh
-from rae_xla.runtime import dcp_storage, sharding
+from rae_xla.config import resolve_slice_mesh
+from rae_xla.runtime import dcp_storage, sharding, tpu_env
+from rae_xla.runtime import mesh as mesh_lib
+from rae_xla.runtime.remat import apply_remat
 from rae_xla.runtime import state as state_lib
 from rae_xla.runtime.base import Runtime
 from rae_xla.runtime.xla_planner import DedupSPMDSavePlanner
@@ -36,30 +39,45 @@ class XlaRuntime(Runtime):
 
     kind = "xla"
 
-    def __init__(self, cfg):
-        if cfg.compile_cache_dir:
-            xr.initialize_cache(cfg.compile_cache_dir, readonly=False)
+    def __init__(self, cfg, compile_cache_dir: str = ""):
+        """compile_cache_dir: the resolved `runtime.compile_cache_dir` ('' = no persistent cache)."""
+        self.compile_cache_dir = compile_cache_dir
+        if compile_cache_dir:
+            os.makedirs(compile_cache_dir, exist_ok=True)
+            xr.initialize_cache(compile_cache_dir, readonly=False)  # Must precede the first compile.
         xr.use_spmd()
         self.device = torch_xla.device()
-        # Under SPMD `xla:0` is a virtual device with no kind; TPU VMs name their slice in the environment
-        # (e.g. 'v5p-64', 'v6e-8', 'v5litepod-16'), which is what the MFU peak table needs.
-        accelerator = os.environ.get("TPU_ACCELERATOR_TYPE", "")
+        # Under SPMD `xla:0` is a virtual device with no kind; the slice's accelerator type ('v5p-64', 'v6e-8',
+        # 'v5litepod-16') picks the MFU peak. Plain TPU VMs do not set $TPU_ACCELERATOR_TYPE, so the TPU env
+        # metadata (torch_xla's helper) is the second source.
+        on_tpu = xr.device_type() == "TPU"
+        accelerator = tpu_env.accelerator_type(tpu_env=_torch_xla_tpu_env) if on_tpu else ""
         self.device_kind = f"TPU {accelerator}" if accelerator else xr.device_type()
         self.num_devices = xr.global_runtime_device_count()
         self.process_index = xr.process_index()
         self.process_count = xr.process_count()
-        self.mesh_shape = resolve_mesh(cfg.mesh, self.num_devices)
-        self.mesh = xs.Mesh(np.arange(self.num_devices), (self.mesh_shape["data"], self.mesh_shape["fsdp"]),
-                            ("data", "fsdp"))
+        self.num_slices = mesh_lib.slice_count(xr.global_runtime_device_attributes())
+        ici, dcn = resolve_slice_mesh(cfg.mesh, self.num_devices, self.num_slices)
+        self.mesh_shape = {axis: ici[axis] * dcn[axis] for axis in ici}
+        self.mesh = mesh_lib.build_mesh(ici, dcn)
         xs.set_global_mesh(self.mesh)
         if self.process_count > 1 and not dist.is_initialized():
             dist.init_process_group("gloo", init_method="xla://")
         self._cfg = cfg
         self._hooks = []
+        logging.info("XLA SPMD: %d devices on %d host(s) in %d slice(s), mesh %s (ICI %s x DCN %s), %s, compile "
+                     "cache %s, LIBTPU_INIT_ARGS=%r", self.num_devices, self.process_count, self.num_slices,
+                     self.mesh_shape, ici, dcn, self.device_kind, compile_cache_dir or "off",
+                     os.environ.get("LIBTPU_INIT_ARGS", ""))
 
     # --- Model placement -----------------------------------------------------------------------------------------
 
     def shard_model(self, model: nn.Module) -> nn.Module:
+        if self._cfg.remat and any(p.requires_grad for p in model.parameters()):
+            # torch_xla's checkpoint: re-entrant only (XLA_NOTES §6.1); it keeps the recompute out of CSE.
+            from torch_xla.utils.checkpoint import checkpoint
+            apply_remat(model, self._cfg.activation_sharding,
+                        lambda fn, *args: checkpoint(fn, *args, use_reentrant=True))
         model.to(self.device)
         plan = sharding.plan_param_sharding(
             ((n, p.shape) for n, p in model.named_parameters()), strategy=self._cfg.param_sharding,
@@ -72,7 +90,9 @@ class XlaRuntime(Runtime):
         return model
 
     def place_frozen(self, model: nn.Module, *, like_trainable: bool = False) -> nn.Module:
-        return self.shard_model(model)  # Under SPMD the frozen encoder is FSDP-sharded too: it only saves memory.
+        if like_trainable or self._cfg.encoder_sharding == "fsdp":
+            return self.shard_model(model)  # FSDP-sharded like the model: saves memory, adds all-gathers.
+        return model.to(self.device)  # 'replicate': a full copy on every chip, no collectives in its forward.
 
     def _pin_activations(self, model: nn.Module) -> None:
         """Constrains outputs of the modules matching `activation_sharding` to the batch sharding."""
@@ -82,9 +102,11 @@ class XlaRuntime(Runtime):
 
         def hook(module, inputs, output):
             if isinstance(output, torch.Tensor) and output.ndim >= 1:
-                # mark_sharding returns an XLAShardedTensor; a forward hook must return None so the module's own
-                # output (now annotated in place) is kept (XLA_NOTES §6.1).
-                xs.mark_sharding(output, self.mesh, sharding.batch_spec(output.ndim))
+                # The gradient of the block output gets the same batch sharding in the backward pass, so GSPMD
+                # does not pick another layout there and insert extra collectives. It returns a plain tensor
+                # (unlike mark_sharding's XLAShardedTensor, which must never replace a module output).
+                return xs.mark_sharding_with_gradients(output, self.mesh, sharding.batch_spec(output.ndim))
+            return None
 
         for name, module in model.named_modules():
             if name and pattern.search(name):
@@ -121,8 +143,10 @@ class XlaRuntime(Runtime):
     # --- Synchronisation, randomness, diagnostics -------------------------------------------------------------------
 
     def barrier(self, tag: str) -> None:
+        # Not xm.rendezvous: under SPMD xr.world_size() is 1, so it returns at once on every host
+        # (pytorch/xla#9479). The gloo group over xla:// spans the hosts.
         if self.process_count > 1:
-            xm.rendezvous(tag)
+            dist.barrier()
 
     def wait(self) -> None:
         torch_xla.sync()
@@ -135,12 +159,12 @@ class XlaRuntime(Runtime):
         dist.broadcast(t, src=0)  # gloo group over xla://, host tensors.
         return int(t.item())
 
-    def any_process(self, flag: bool) -> bool:
+    def sum_over_processes(self, values: list[int]) -> list[int]:
         if self.process_count == 1:
-            return flag
-        t = torch.tensor([int(flag)], dtype=torch.int64)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)  # gloo group over xla://, host tensors.
-        return bool(t.item())
+            return list(values)
+        t = torch.tensor(values, dtype=torch.int64)
+        dist.all_reduce(t)  # gloo group over xla://, host tensors: no device sync.
+        return t.tolist()
 
     def seed(self, seed: int) -> None:
         xm.set_rng_state(seed, device=self.device)
@@ -150,6 +174,9 @@ class XlaRuntime(Runtime):
         return {
             "graphs": met.counter_value("UncachedCompile") or 0,
             "cached_graphs": met.counter_value("CachedCompile") or 0,
+            # Persistent cache (runtime.compile_cache_dir): graphs loaded from disk vs compiled and written.
+            "cache_hits": met.counter_value("PersistentCacheHit") or 0,
+            "cache_misses": met.counter_value("PersistentCacheMiss") or 0,
             "compile_seconds": (compile_time[1] / 1e9) if compile_time else 0.0,
             "cpu_fallbacks": list(met.executed_fallback_ops()),
         }
@@ -169,8 +196,18 @@ class XlaRuntime(Runtime):
     def prime_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         xc.prime_optimizer(optimizer)
 
+    def _profiler_calls(self):
+        import torch_xla.debug.profiler as xp
+        return xp.start_trace, xp.stop_trace
+
     def close(self) -> None:
         for handle in self._hooks:
             handle.remove()
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _torch_xla_tpu_env() -> dict:
+    """The `tpu-env` metadata of this TPU VM (ACCELERATOR_TYPE, WORKER_ID, ...), via torch_xla's helper."""
+    from torch_xla._internal import tpu
+    return tpu.get_tpu_env()

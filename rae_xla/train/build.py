@@ -19,12 +19,13 @@ from rae_xla.models.rae import RAE
 def build_rae(rae_cfg) -> RAE:
     """The RAE of `config.rae` (a released name, released files, or 'random-tiny'), on the host, eval mode."""
     if rae_cfg.name:  # rae_xla/released.py; validate() made sure no field contradicts it.
-        return RAE.from_pretrained(rae_cfg.name, root=rae_cfg.released_root, noise_tau=rae_cfg.noise_tau).eval()
+        return RAE.from_pretrained(rae_cfg.name, root=rae_cfg.released_root, noise_tau=rae_cfg.noise_tau,
+                                   encoder_precision=rae_cfg.encoder_precision).eval()
     return RAE.from_pretrained(
         encoder=rae_cfg.encoder_path, encoder_kind=rae_cfg.encoder, decoder_config=rae_cfg.decoder_config,
         decoder_weights=rae_cfg.decoder_weights or None, stats=rae_cfg.stats or None,
         encoder_input_size=rae_cfg.encoder_input_size, decoder_patch_size=rae_cfg.decoder_patch_size,
-        noise_tau=rae_cfg.noise_tau).eval()
+        noise_tau=rae_cfg.noise_tau, encoder_precision=rae_cfg.encoder_precision).eval()
 
 
 def model_kwargs(model_cfg) -> dict[str, Any]:
