@@ -13,15 +13,17 @@ leaving the manager's `with` block wait for it, so a save in flight at SIGTERM c
 exits. The background thread's collectives use a gloo group of their own, never the training loop's.
 
 Restores verify before loading: each process re-reads its share of the files and compares sizes and checksums.
-A damaged checkpoint (truncated, corrupted, a missing shard) is marked with a `DAMAGED` file naming the reason,
-kept on disk for inspection, and, with `on_damaged='fallback'`, training resumes from the newest intact one
-after a loud warning; with 'fail' (or when no intact one is left) a `CheckpointFileError` says so in one line.
+A damaged checkpoint (truncated, corrupted, a missing shard) gets a `DAMAGED` file naming the reason and is
+moved to `<step>.damaged-<time>/` (kept for inspection, out of the way of the run that saves that step
+again); with `on_damaged='fallback'` training resumes from the newest intact one after a loud warning; with
+'fail' (or when no intact one is left) a `CheckpointFileError` says so in one line.
 Keep-K pruning keeps the newest `keep` intact checkpoints, never deletes a damaged one, and deletes nothing
 when the checkpoint just written fails its size check.
 """
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from typing import Any
@@ -85,6 +87,11 @@ class CheckpointManager:
             self.wait_until_finished()
         except Exception:  # pylint: disable=broad-except
             logging.exception("The checkpoint save in flight failed too.")
+
+    def close(self) -> None:
+        """Waits for the save in flight; call it in a `finally`: while an exception propagates, a failure of the
+        save is logged instead of replacing that exception."""
+        self.__exit__(*sys.exc_info())
 
     # --- Listing ---------------------------------------------------------------------------------------------------
 
@@ -237,17 +244,18 @@ class CheckpointManager:
                 logging.info("Restored checkpoint %s (step %d).", self.directory / str(step), step)
                 if damaged:
                     logging.warning("%s\nRESUMED FROM STEP %d: newer checkpoint(s) %s are damaged and were kept "
-                                    "for inspection (reasons in their %s file).\n%s", BANNER, step,
-                                    [s for s, _ in damaged], DAMAGED_MARKER, BANNER)
+                                    "for inspection as %s/<step>.damaged-* (reasons in their %s file).\n%s",
+                                    BANNER, step, [s for s, _ in damaged], self.directory, DAMAGED_MARKER, BANNER)
                 return meta
             path = self.directory / str(step)
             if self.on_damaged == "fail":
                 raise errors.CheckpointFileError(
                     f"checkpoint {path} is damaged: {problem}. It was kept for inspection; set "
                     "--config.train.on_damaged_checkpoint=fallback to resume from the newest intact checkpoint")
-            logging.error("%s\nDAMAGED CHECKPOINT %s: %s.\nKept on disk for inspection (reason in %s); trying the "
-                          "previous checkpoint.\n%s", BANNER, path, problem, DAMAGED_MARKER, BANNER)
-            self._mark_damaged(path, problem)
+            kept = self._mark_damaged(path, problem)
+            logging.error("%s\nDAMAGED CHECKPOINT %s: %s.\nKept on disk for inspection as %s (reason in its %s "
+                          "file); trying the previous checkpoint.\n%s", BANNER, path, problem, kept, DAMAGED_MARKER,
+                          BANNER)
             damaged.append((step, problem))
         if damaged:
             raise errors.CheckpointFileError(
@@ -255,9 +263,16 @@ class CheckpointManager:
                 f"{damaged[0][1]}); restore an intact copy, or move the folder away to start from step 0")
         return None
 
-    def _mark_damaged(self, path: epath.Path, problem: str) -> None:
-        if self.runtime.is_main:
-            try:
-                (path / DAMAGED_MARKER).write_text(problem + "\n")
-            except OSError as e:  # A read-only copy: the next run verifies it again, no harm.
-                logging.warning("Could not write %s into %s: %s", DAMAGED_MARKER, path, e)
+    def _mark_damaged(self, path: epath.Path, problem: str) -> epath.Path:
+        """Writes the reason into `path`/DAMAGED and moves it to `<step>.damaged-<unix time>`, out of the way of
+        the run that re-saves this step; returns where it is kept."""
+        if not self.runtime.is_main:
+            return path
+        try:
+            (path / DAMAGED_MARKER).write_text(problem + "\n")
+            kept = self.directory / f"{path.name}.damaged-{int(time.time())}"
+            path.rename(kept)  # Local: atomic. gs://: a server-side copy, once per damaged checkpoint.
+            return kept
+        except OSError as e:  # A read-only copy: the next run verifies it again, no harm.
+            logging.warning("Could not mark or move the damaged checkpoint %s: %s", path, e)
+            return path

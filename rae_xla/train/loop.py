@@ -8,7 +8,7 @@ preview images); `TrainLoop` owns what is the same for every job:
   - metrics: the task's device sums are read after the step ran through `runtime.read_on_host` (a step
     closure on XLA: no stall), plus progress (images/s/device, ETA), MFU and compile statistics;
   - the NaN stop: a non-finite loss raises FloatingPointError naming the window, never saves a bad state;
-  - SIGTERM: finish the step, checkpoint, exit 0;
+  - SIGTERM: finish the step, checkpoint (waiting for an asynchronous save to complete), exit 0;
   - previews: `task.preview(step)` images saved as `workdir/<name>/step_XXXXXXXX.png` and sent to the writer.
 Stage 1, stage 2 and the sampling/statistics jobs use these pieces; nothing here knows about a model.
 """
@@ -70,8 +70,15 @@ def run_length(config) -> tuple[int, int]:
     return steps_per_epoch, total_steps
 
 
-def open_checkpoints(workdir: str, runtime, keep: int) -> CheckpointManager:
-    return CheckpointManager(str(epath.Path(workdir) / "checkpoints"), runtime, keep=keep)
+def open_checkpoints(workdir: str, runtime, keep: int, **options) -> CheckpointManager:
+    """options: `checkpoint_options(config.train)` (damaged-checkpoint policy, async save, writer threads)."""
+    return CheckpointManager(str(epath.Path(workdir) / "checkpoints"), runtime, keep=keep, **options)
+
+
+def checkpoint_options(train_cfg) -> dict:
+    """CheckpointManager keyword arguments from the train block's checkpoint fields (config.train_block)."""
+    return dict(on_damaged=train_cfg.on_damaged_checkpoint, async_save=train_cfg.checkpoint_async,
+                write_threads=train_cfg.checkpoint_write_threads)
 
 
 def resume(checkpoints: CheckpointManager, state: dict, *, init_from: str = "") -> int:
@@ -127,6 +134,7 @@ class TrainLoop:
             runtime.wait()
             self._raise_if_nonfinite()
         finally:
+            self.checkpoints.close()  # A save in flight (async) completes before exit, SIGTERM included.
             watcher.close()
             self.writer.close()
 
