@@ -31,6 +31,7 @@ from typing import Any
 import torch.distributed as dist
 from absl import logging
 from etils import epath
+from etils.epath import backend as epath_backend
 from torch.distributed.checkpoint.api import CheckpointException
 
 from rae_xla import errors
@@ -96,6 +97,7 @@ class CheckpointManager:
     # --- Listing ---------------------------------------------------------------------------------------------------
 
     def _step_dirs(self) -> dict[int, epath.Path]:
+        _forget_listings(self.directory)
         if not self.directory.exists():
             return {}
         return {int(p.name): p for p in self.directory.iterdir() if p.name.isdigit()}
@@ -178,6 +180,7 @@ class CheckpointManager:
             dist.barrier(group=self._group)
 
     def _prune(self, newest: int, records: dict[str, dict[str, int]]) -> None:
+        _forget_listings(self.directory)
         problem = integrity.check_sizes(self.directory / str(newest), records)
         if problem:  # Storage lost what was just written: deleting older ones could leave nothing intact.
             logging.error("Checkpoint %s fails its size check right after the save (%s); keeping every older "
@@ -199,6 +202,7 @@ class CheckpointManager:
         accepted as it is.
         """
         path = self.directory / str(step)
+        _forget_listings(path)
         problem, records = None, {}
         try:
             records = json.loads((path / META_FILE).read_text()).get(FILES_KEY)
@@ -273,6 +277,16 @@ class CheckpointManager:
             kept = self.directory / f"{path.name}.damaged-{int(time.time())}"
             path.rename(kept)  # Local: atomic. gs://: a server-side copy, once per damaged checkpoint.
             return kept
-        except OSError as e:  # A read-only copy: the next run verifies it again, no harm.
+        except Exception as e:  # pylint: disable=broad-except  Best effort (read-only copy, gcsfs errors).
             logging.warning("Could not mark or move the damaged checkpoint %s: %s", path, e)
             return path
+
+
+def _forget_listings(path: epath.Path) -> None:
+    """Drops cached directory listings of gs:// paths before reading them.
+
+    gcsfs caches listings per filesystem instance; DCP writes the shards through its own instance, so the one
+    behind epath would otherwise not see them (a missing file in a size check, a step missing from the list).
+    """
+    if "://" in str(path):
+        epath_backend.fsspec_backend.fs(path).invalidate_cache()

@@ -12,6 +12,25 @@ from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, Fsspec
 from rae_xla.checkpoint.integrity import FileRecorder
 
 
+class _CopyRenameFileSystem:
+    """DCP's fsspec FileSystem with rename = copy + delete.
+
+    gcs has no rename: gcsfs first tries the objects moveTo API (hierarchical-namespace buckets only; the GCS
+    emulators answer 501, which gcsfs retries for ~30 s) before it copies. DCP renames only its small
+    `.metadata.tmp`, and our `COMMITTED` marker (written after it) is what makes a checkpoint atomic.
+    """
+
+    def __init__(self, fs):
+        self._fs = fs
+
+    def rename(self, path, new_path) -> None:
+        self._fs.fs.copy(str(path), str(new_path))
+        self._fs.fs.rm(str(path))
+
+    def __getattr__(self, name: str):
+        return getattr(self._fs, name)
+
+
 def is_remote(path: str) -> bool:
     return "://" in path
 
@@ -22,6 +41,7 @@ def writer_for(path: str, *, threads: int = 1, recorder: FileRecorder | None = N
         # per_thread_copy_ahead=0: the state is already in host memory (staged), nothing to copy ahead.
         writer = FsspecWriter(path, single_file_per_rank=True, sync_files=False, thread_count=threads,
                               per_thread_copy_ahead=0)
+        writer.fs = _CopyRenameFileSystem(writer.fs)
     else:
         writer = dcp.FileSystemWriter(path, single_file_per_rank=True, thread_count=threads)
     if recorder is not None:
