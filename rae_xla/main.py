@@ -62,6 +62,7 @@ def _base_config(argv):
 
 def _parse_flags(argv):
     """absl flag parsing with one clear line for config mistakes instead of a traceback."""
+    base = None
     try:
         base = _base_config(argv) if _config_flag(argv) else None
         return flags.FLAGS(argv)
@@ -71,7 +72,7 @@ def _parse_flags(argv):
         _fail(config_lib.ConfigError(str(e)))
     except (AttributeError, KeyError) as e:
         for arg in argv:
-            if arg.startswith("--config."):
+            if base is not None and arg.startswith("--config."):
                 message = config_lib.unknown_key_message(base, arg[len("--config."):].split("=", 1)[0])
                 if message:
                     _fail(config_lib.ConfigError(message))
