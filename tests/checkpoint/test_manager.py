@@ -190,3 +190,15 @@ def test_a_failed_async_save_surfaces_and_is_never_restored(tmp_path, runtime):
         manager.wait_until_finished()
     assert not (tmp_path / "2" / COMMIT_MARKER).exists()
     _assert_equal(_restore(tmp_path, runtime)[1], saved[1])
+
+
+def test_a_failing_run_still_completes_the_save_in_flight(tmp_path, runtime):
+    """TrainLoop's `finally` calls close(): the async save of a good state commits before the error leaves."""
+    manager = CheckpointManager(str(tmp_path), runtime, keep=2, async_save=True, write_threads=2)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        try:
+            manager.save(1, _state(1), meta={})
+            raise FloatingPointError("diverged")
+        finally:
+            manager.close()
+    assert (tmp_path / "1" / COMMIT_MARKER).exists() and manager.verify(1) is None
