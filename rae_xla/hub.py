@@ -18,11 +18,16 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from rae_xla import errors
+
 SCHEME = "hf://"
 
 
-class HubFileNotFoundError(FileNotFoundError):
-    """An hf:// file or folder that cannot be had: not cached and the Hub unreachable, or not in the repository."""
+class HubFileNotFoundError(errors.InputPathError):
+    """An hf:// file or folder that cannot be had: not cached and the Hub unreachable, or not in the repository.
+
+    A user-input error (main.py prints one FATAL line) and a FileNotFoundError.
+    """
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,34 +17,48 @@ from absl import logging
 from etils import epath
 from torch import nn
 
-from rae_xla import hub
+from rae_xla import errors, hub
 
 # Wrapper prefixes that torch.compile / DDP add to every key; the official extract_decoder strips them too.
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")
 MAX_LISTED = 12
 
 
-class CheckpointMismatchError(ValueError):
-    """A released file does not fit the model; the message lists what differs and how to fix it."""
+class CheckpointMismatchError(errors.CheckpointFileError):
+    """A released file does not fit the model; the message lists what differs and how to fix it.
+
+    A `UserError` (kind 'checkpoint'): main.py reports it as one FATAL line, exit code 2.
+    """
 
 
-def read_checkpoint(src) -> dict:
-    """A dict as-is, else torch.load(weights_only=True) of a local or gs:// file, with a clear error."""
+def read_checkpoint(src, what: str = "checkpoint") -> dict:
+    """A dict as-is, else torch.load(weights_only=True) of a local or gs:// file, with a clear error.
+
+    what: names the file in errors, e.g. "decoder weights (rae.decoder_weights, a released model.pt)".
+    """
     if isinstance(src, Mapping):
         return dict(src)
     path = epath.Path(hub.local_file(src))
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {src!r} does not exist.")
+        raise errors.InputPathError(f"{what} {str(src)!r} does not exist; check the path (local, gs:// or hf://).")
+    if path.is_dir():
+        raise errors.InputPathError(f"{what} {str(src)!r} is a folder; give the .pt file inside it.")
     try:
-        return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
     except Exception as err:                                       # zip/pickle errors have many types
-        raise CheckpointMismatchError(f"cannot read checkpoint {src!r}: truncated, corrupt or not a torch file "
-                                      f"({type(err).__name__}: {err}). Re-download it.") from err
+        # Only the exception's type: torch's text advises weights_only=False, which is not the fix here.
+        raise CheckpointMismatchError(
+            f"{what} {str(src)!r} is not a readable torch checkpoint (truncated, corrupt or not a torch file: "
+            f"{type(err).__name__}); give the right file or re-download it.") from err
+    if not isinstance(state, Mapping):
+        raise CheckpointMismatchError(f"{what} {str(src)!r} holds a {type(state).__name__}, not a state dict; "
+                                      "give the right file.")
+    return state
 
 
 def load_stage2(model: nn.Module, src) -> nn.Module:
     """Load `stage2_model.pt` (raw state dict, or a dict with an 'ema' entry, which is used) into `model`."""
-    state = read_checkpoint(src)
+    state = read_checkpoint(src, "stage-2 checkpoint (a released stage2_model.pt)")
     if "ema" in state and isinstance(state["ema"], Mapping):
         state = state["ema"]
     elif "model" in state and isinstance(state["model"], Mapping):
@@ -56,7 +70,7 @@ def load_stage2(model: nn.Module, src) -> nn.Module:
 
 def load_decoder(decoder: nn.Module, src) -> nn.Module:
     """Load a released decoder `model.pt` (a raw decoder state dict) into `decoder`, strictly."""
-    state = read_checkpoint(src)
+    state = read_checkpoint(src, "decoder weights (rae.decoder_weights, a released decoder model.pt)")
     for wrapper in ("model", "ema"):
         if wrapper in state and isinstance(state[wrapper], Mapping):
             raise CheckpointMismatchError(
@@ -73,7 +87,7 @@ def load_stats(src) -> tuple[torch.Tensor | None, torch.Tensor]:
     reads `stats.get('var')`). Other keys are ignored with a warning, as the official loader ignores them (a
     `calculate_stat.py` variant may store e.g. a sample count next to the statistics).
     """
-    stats = read_checkpoint(src)
+    stats = read_checkpoint(src, "latent stats (rae.stats, a released stat.pt)")
     if "var" not in stats:
         raise CheckpointMismatchError(f"latent stats {_name(src)} must hold 'var' (and optionally 'mean'); found "
                                       f"keys {sorted(stats)}. Point rae.stats at a stat.pt written by the "

@@ -21,7 +21,7 @@ import torch
 from etils import epath
 from torch import nn
 
-from rae_xla import hub
+from rae_xla import errors, hub
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Published processor values, used when a folder has no preprocessor_config.json (REFERENCE §1.2).
@@ -133,9 +133,14 @@ def _from_pretrained(kind: str, local: str) -> nn.Module:
         if hasattr(config, "vision_config"):                   # a full SigLIP(2) model: keep its vision tower
             return tf.SiglipModel.from_pretrained(local).vision_model
         return tf.SiglipVisionModel.from_pretrained(local)
-    except OSError as err:
-        raise OSError(f"cannot load the {kind} encoder from {local!r}: give a local HF folder, a gs:// folder, or "
-                      f"a hub id on a machine with network access ({err})") from err
+    except OSError as err:  # An input error (one FATAL line in main.py), not a bug.
+        if os.path.isabs(local) and not os.path.exists(local):
+            raise errors.InputPathError(f"encoder folder {local!r} (rae.encoder_path) does not exist; give a local "
+                                        "HF folder, a gs:// folder, or a hub id on a machine with network access"
+                                        ) from err
+        raise errors.InputPathError(f"cannot load the {kind} encoder from {local!r} (rae.encoder_path): give a local "
+                                    "HF folder, a gs:// folder, or a hub id on a machine with network access "
+                                    f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
 
 
 def _is_pretraining(local: str) -> bool:
@@ -183,7 +188,7 @@ def _localize(path: str) -> str:
         return local
     src = epath.Path(path)
     if not src.is_dir():
-        raise FileNotFoundError(f"encoder folder {path!r} does not exist or is not a folder.")
+        raise errors.InputPathError(f"encoder folder {path!r} (rae.encoder_path) does not exist or is not a folder.")
     os.makedirs(local, exist_ok=True)
     for item in src.iterdir():
         if item.is_file():

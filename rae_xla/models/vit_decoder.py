@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from etils import epath
 from torch import nn
 
-from rae_xla import hub
+from rae_xla import errors, hub
 from rae_xla.models.layers import sincos_pos_embed_2d
 
 # Released decoder configs (configs/decoder/{ViTB,ViTL,ViTXL}/config.json); XL uses F = 4096, not 4 * 1152.
@@ -140,7 +140,7 @@ def read_decoder_config(path: str) -> dict:
     if p.is_dir():
         p = p / "config.json"
     if not p.exists():
-        raise FileNotFoundError(f"decoder config {path!r} not found; pass 'ViT-B', 'ViT-L', 'ViT-XL' or a "
+        raise errors.InputPathError(f"decoder config {path!r} (rae.decoder_config) not found; pass 'ViT-B', 'ViT-L', 'ViT-XL' or a "
                                 "folder/file holding the released config.json.")
     cfg = json.loads(p.read_text())
     required = ["decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",

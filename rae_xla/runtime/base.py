@@ -183,9 +183,17 @@ class Runtime(abc.ABC):
     # --- Checkpoint storage (rae_xla/checkpoint/manager.py adds steps, atomicity and retention) ------------------
 
     @abc.abstractmethod
-    def save_state(self, path: str, state: dict[str, Any]) -> None:
-        """Writes a (sharded) state dict with torch.distributed.checkpoint into directory `path` (local or gs://);
-        every process writes its own shards."""
+    def stage_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A host-memory copy of this process's shards of `state` (the blocking part of an asynchronous save);
+        training may change `state` afterwards. Pass the result to `save_state` (from any thread)."""
+
+    @abc.abstractmethod
+    def save_state(self, path: str, state: dict[str, Any], *, threads: int = 1, recorder=None,
+                   process_group=None) -> None:
+        """Writes a (sharded) state dict, live or staged, with torch.distributed.checkpoint into directory `path`
+        (local or gs://); every process writes its own shards into `threads` files in parallel. `recorder` (an
+        integrity.FileRecorder) records each file's size and CRC-32; `process_group` (gloo) carries DCP's
+        collectives, so that a save in a background thread never shares a group with the training loop."""
 
     @abc.abstractmethod
     def load_state(self, path: str, state: dict[str, Any]) -> None:

@@ -71,8 +71,12 @@ def toy_lr(step: int) -> float:
 
 
 def run_selftest(runtime, *, steps: int, batch: int, checkpoint_dir: str = "", clip: float = 1.0,
-                 ema_decay: float = 0.9, strict_item: bool = False) -> dict:
-    """Trains TinyTransformer for `steps` steps; returns losses, grad norms, compile stats and final tensors."""
+                 ema_decay: float = 0.9, strict_item: bool = False, async_save: bool = False) -> dict:
+    """Trains TinyTransformer for `steps` steps; returns losses, grad norms, compile stats and final tensors.
+
+    async_save: the checkpoint is written in the background while the live weights are overwritten, so a
+      restore equal to the returned tensors shows the save holds the state of its step.
+    """
     torch.manual_seed(0)
     module = TinyTransformer()
     ema = TinyTransformer()
@@ -114,9 +118,15 @@ def run_selftest(runtime, *, steps: int, batch: int, checkpoint_dir: str = "", c
     result = dict(losses=losses, grad_norms=grad_norms, graphs_per_step=graphs_per_step,
                   step_seconds=step_seconds, compile=runtime.compile_stats())
     state = {"model": model, "ema": ema, "optim": (model, opt), "meta": {"step": steps}}
-    if checkpoint_dir:
-        CheckpointManager(checkpoint_dir, runtime, keep=2).save(steps, state, meta={"kind": "selftest"})
     result["tensors"] = snapshot(runtime, model, ema, opt)
+    if checkpoint_dir:
+        with CheckpointManager(checkpoint_dir, runtime, keep=2, async_save=async_save, write_threads=2) as manager:
+            manager.save(steps, state, meta={"kind": "selftest"})
+            if async_save:  # Training goes on while the write is in flight: it must not reach the checkpoint.
+                with torch.no_grad():
+                    for p in list(params) + ema_params:
+                        p.add_(1.0)
+                runtime.wait()
     return result
 
 
@@ -158,6 +168,7 @@ def _define_flags() -> None:
     flags.DEFINE_bool("strict", False, "XLA strict mode: recompiles/host syncs in the step raise.")
     flags.DEFINE_bool("strict_item", False, "Put a .item() in the step (to check strict mode catches it).")
     flags.DEFINE_string("save_to", "", "Checkpoint directory to save the final state to.")
+    flags.DEFINE_bool("async_save", False, "Save asynchronously (and change the weights while it writes).")
     flags.DEFINE_string("restore_from", "", "Restore the latest checkpoint from here instead of training.")
     flags.DEFINE_string("out", "", "Write the result JSON here (default: print a summary).")
 
@@ -174,7 +185,7 @@ def main(argv):
             result = restore_selftest(runtime, FLAGS.restore_from)
         else:
             result = run_selftest(runtime, steps=FLAGS.steps, batch=FLAGS.batch, checkpoint_dir=FLAGS.save_to,
-                                  strict_item=FLAGS.strict_item)
+                                  strict_item=FLAGS.strict_item, async_save=FLAGS.async_save)
         result.update(backend=runtime.kind, mesh=runtime.mesh_shape, process_index=runtime.process_index)
     finally:
         runtime.close()

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.distributed import checkpoint as dcp
+# The staging helpers of torch's own dcp.async_save: they understand FSDP2 DTensors (local shards only).
+from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_state_dict
 
 from rae_xla.config import resolve_mesh
 from rae_xla.runtime import dcp_storage
@@ -49,6 +51,7 @@ class TorchRuntime(Runtime):
         self._host_group = None
         if self.distributed:
             self._host_group = dist.new_group(backend="gloo") if kind == "cuda" else dist.group.WORLD
+        self._staging = None  # Host copy of the checkpoint state, allocated by the first save.
 
     @property
     def distributed(self) -> bool:
@@ -149,8 +152,18 @@ class TorchRuntime(Runtime):
 
     # --- Checkpoint storage ----------------------------------------------------------------------------------------
 
-    def save_state(self, path: str, state: dict[str, Any]) -> None:
-        dcp.save(state_lib.to_dcp(state, self.unwrap), storage_writer=dcp_storage.writer_for(path))
+    def stage_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        live = state_lib.to_dcp(state, self.unwrap)
+        if self._staging is None:  # Host buffers (pinned on CUDA) are reused by every later save.
+            self._staging = _create_cpu_state_dict(live, pin_memory=self.kind == "cuda")
+        staged = _copy_state_dict(live, self._staging, non_blocking=self.kind == "cuda")
+        self.wait()  # The non-blocking copies must land before training changes the tensors.
+        return staged
+
+    def save_state(self, path: str, state: dict[str, Any], *, threads: int = 1, recorder=None,
+                   process_group=None) -> None:
+        dcp.save(state_lib.to_dcp(state, self.unwrap), process_group=process_group,
+                 storage_writer=dcp_storage.writer_for(path, threads=threads, recorder=recorder))
 
     def load_state(self, path: str, state: dict[str, Any]) -> None:
         converted = state_lib.to_dcp(state, self.unwrap)

@@ -24,6 +24,7 @@ from absl import logging
 from torch import nn
 from torch.distributed import checkpoint as dcp
 from torch_xla.experimental import distributed_checkpoint as xc
+from torch_xla.experimental.distributed_checkpoint import _helpers as xc_helpers
 
 from rae_xla.config import resolve_slice_mesh
 from rae_xla.runtime import dcp_storage, sharding, tpu_env
@@ -183,9 +184,18 @@ class XlaRuntime(Runtime):
 
     # --- Checkpoint storage ----------------------------------------------------------------------------------------
 
-    def save_state(self, path: str, state: dict[str, Any]) -> None:
+    def stage_state(self, state: dict[str, Any]) -> dict[str, Any]:
         torch_xla.sync()
-        dcp.save(state_lib.to_dcp(state, self.unwrap), storage_writer=dcp_storage.writer_for(path),
+        # Every local shard to host memory as `_CpuShards`, which the SPMD save planner writes like the device
+        # shards (torch_xla's own CheckpointManager stages the same way).
+        return xc_helpers._sharded_cpu_state_dict(state_lib.to_dcp(state, self.unwrap))
+
+    def save_state(self, path: str, state: dict[str, Any], *, threads: int = 1, recorder=None,
+                   process_group=None) -> None:
+        if any(isinstance(v, torch.nn.Module) for v in state.values()):  # Live state: pending updates first.
+            torch_xla.sync()
+        dcp.save(state_lib.to_dcp(state, self.unwrap), process_group=process_group,
+                 storage_writer=dcp_storage.writer_for(path, threads=threads, recorder=recorder),
                  planner=DedupSPMDSavePlanner())
 
     def load_state(self, path: str, state: dict[str, Any]) -> None:

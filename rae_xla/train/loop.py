@@ -8,7 +8,7 @@ preview images); `TrainLoop` owns what is the same for every job:
   - metrics: the task's device sums are read after the step ran through `runtime.read_on_host` (a step
     closure on XLA: no stall), plus progress (images/s/device, ETA), MFU and compile statistics;
   - the NaN stop: a non-finite loss raises FloatingPointError naming the window, never saves a bad state;
-  - SIGTERM: finish the step, checkpoint, exit 0;
+  - SIGTERM: finish the step, checkpoint (waiting for an asynchronous save to complete), exit 0;
   - agreement between hosts: every `runtime.preemption_check_every` steps and at log steps, ONE host collective
     (gloo, no device sync) sums [SIGTERM seen, NaN seen, replaced images] over processes, so all hosts stop at
     the same step (none exits while the others wait in a collective) and per-host counters are logged as totals;
@@ -74,8 +74,15 @@ def run_length(config) -> tuple[int, int]:
     return steps_per_epoch, total_steps
 
 
-def open_checkpoints(workdir: str, runtime, keep: int) -> CheckpointManager:
-    return CheckpointManager(str(epath.Path(workdir) / "checkpoints"), runtime, keep=keep)
+def open_checkpoints(workdir: str, runtime, keep: int, **options) -> CheckpointManager:
+    """options: `checkpoint_options(config.train)` (damaged-checkpoint policy, async save, writer threads)."""
+    return CheckpointManager(str(epath.Path(workdir) / "checkpoints"), runtime, keep=keep, **options)
+
+
+def checkpoint_options(train_cfg) -> dict:
+    """CheckpointManager keyword arguments from the train block's checkpoint fields (config.train_block)."""
+    return dict(on_damaged=train_cfg.on_damaged_checkpoint, async_save=train_cfg.checkpoint_async,
+                write_threads=train_cfg.checkpoint_write_threads)
 
 
 def resume(checkpoints: CheckpointManager, state: dict, *, init_from: str = "") -> int:
@@ -143,6 +150,7 @@ class TrainLoop:
         finally:
             if runtime.trace_active:
                 runtime.stop_trace()
+            self.checkpoints.close()  # A save in flight (async) completes before exit, SIGTERM included.
             watcher.close()
             self.writer.close()
 

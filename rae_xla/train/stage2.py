@@ -35,7 +35,8 @@ def run(config, workdir: str, runtime) -> None:
     training = build_training(config, runtime, steps_per_epoch)
 
     # --- Resume (model, EMA, optimizer; the schedule and data position follow from the step) -------------------
-    checkpoints = loop.open_checkpoints(workdir, runtime, keep=t.keep_checkpoints)
+    checkpoints = loop.open_checkpoints(workdir, runtime, keep=t.keep_checkpoints,
+                                        **loop.checkpoint_options(t))
     start_step = loop.resume(checkpoints, training.state, init_from=t.init_from)
 
     # --- The loop (shared with every trainer: rae_xla/train/loop.py) ------------------------------------------

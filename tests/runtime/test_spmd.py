@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rae_xla import config as config_lib
+from rae_xla import errors
 from rae_xla.checkpoint.manager import COMMIT_MARKER, CheckpointManager
 from rae_xla.runtime import make_runtime, selftest
 from tests.conftest import run_python
@@ -33,7 +34,7 @@ def eager(tmp_path_factory):
 def xla_2x2(tmp_path_factory):
     ckpt = tmp_path_factory.mktemp("ckpt_2x2")
     result = _selftest(tmp_path_factory, "xla22", "--backend=xla", "--mesh=2,2", "--strict", f"--save_to={ckpt}",
-                       xla_devices=4)
+                       "--async_save", xla_devices=4)  # Async: the weights change while it writes.
     result["checkpoint_dir"] = str(ckpt)
     return result
 
@@ -108,8 +109,8 @@ class _CrashAfterWriting:
     def __getattr__(self, name):
         return getattr(self._runtime, name)
 
-    def save_state(self, path, state):
-        self._runtime.save_state(path, state)
+    def save_state(self, path, state, **kwargs):
+        self._runtime.save_state(path, state, **kwargs)
         raise KeyboardInterrupt("preempted")
 
 
@@ -133,5 +134,5 @@ def test_an_interrupted_save_is_never_restored(xla_2x2, tmp_path):
     assert restored["meta"]["step"] == STEPS
     assert _max_diff(good["tensors"], restored["tensors"]) == 0.0
     assert _max_diff(later["tensors"], restored["tensors"], "param/") > 0  # Not the later, uncommitted weights.
-    with pytest.raises(FileNotFoundError, match="incomplete"):
+    with pytest.raises(errors.CheckpointFileError, match="incomplete"):
         manager.restore(STEPS + 20, {})

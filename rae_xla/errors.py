@@ -1,0 +1,58 @@
+"""Errors caused by the user's input, which every job reports as one line instead of a traceback.
+
+`rae_xla/main.py` catches `UserError` around everything a job does (flag parsing, building, training, sampling)
+and prints
+
+    FATAL <kind> error: <what> <where> <how to fix>
+
+then exits with code 2 (no traceback unless `--verbose_errors`). Anything else is a bug and keeps its traceback.
+A job gets this for free: raise one of the classes below (or `rae_xla.config.ConfigError`, which is a
+`UserError` of kind 'config') where the input is first found to be wrong, with a message that names the input
+(the config field or path) and the fix. Do not raise them for internal inconsistencies: those are bugs.
+
+Kinds (the word after FATAL): config (a config file, its argument or a field), input (a path that does not
+exist or is the wrong kind of thing), checkpoint (a file that is not the checkpoint the field expects, or no
+intact checkpoint to resume from), workdir (cannot create or write the output directory), data (a dataset
+without the split or with the wrong content).
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Base class: a mistake in the user's input. `kind` is the word printed after FATAL."""
+
+    kind = "input"
+
+
+class InputPathError(UserError, FileNotFoundError):
+    """A path given by the user does not exist or is the wrong kind (a file where a folder is needed...).
+
+    Also a FileNotFoundError, so existing `except OSError` handlers keep working.
+    """
+
+    kind = "input"
+
+
+class CheckpointFileError(UserError, ValueError):
+    """A file is not the checkpoint its field expects (not a torch file, truncated, another model), or a run has
+    no intact checkpoint to resume from."""
+
+    kind = "checkpoint"
+
+
+class WorkdirError(UserError, OSError):
+    """The workdir cannot be created or written (an existing file, no permission, a read-only mount)."""
+
+    kind = "workdir"
+
+
+class DataError(UserError, ValueError):
+    """A dataset that does not have what the config asks for (split, classes, image size)."""
+
+    kind = "data"
+
+
+def fatal_line(error: UserError) -> str:
+    """The single line printed for `error`; a multi-line message is joined with '; ' so it stays one line."""
+    parts = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"FATAL {error.kind} error: {'; '.join(parts) or type(error).__name__}"
