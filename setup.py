@@ -2,10 +2,22 @@
 
 Pins are the set verified to co-install on Python 3.11 x86_64 (../shared/docs/tested-versions.txt):
 torch_xla 2.9.0 is built against torch 2.9.0 exactly, and declares no torch pin itself, so we pin both.
+
+Python 3.10-3.13: the versions torch 2.9.0 and torch_xla 2.9.0 publish wheels for. On 3.10 (the TPU VM images'
+Python) six pins step back to their last releases that still support it: transformers 5.21+, numpy 2.3+,
+scipy 1.16+, pillow 13, etils 1.14+ and array-record 0.8.2+ require Python >= 3.11.
 """
 import setuptools
 
 TORCH = ["torch==2.9.0", "torchvision==0.24.0"]
+PY310 = 'python_version < "3.11"'
+PY311 = 'python_version >= "3.11"'
+
+
+def per_python(name: str, pin: str, pin_310: str) -> list[str]:
+    """`name==pin` on Python >= 3.11, `name==pin_310` on 3.10."""
+    return [f"{name}=={pin}; {PY311}", f"{name}=={pin_310}; {PY310}"]
+
 # torch_xla wheels exist for Linux x86_64 only; elsewhere (a Mac laptop) the CPU backend still works.
 XLA = ['torch_xla==2.9.0; platform_system == "Linux" and platform_machine == "x86_64"']
 
@@ -13,10 +25,10 @@ setuptools.setup(
     name="rae_xla",
     version="0.1.0",
     description="Diffusion Transformers with Representation Autoencoders on TPU (torch_xla SPMD) and GPU",
-    python_requires=">=3.11",
+    python_requires=">=3.10,<3.14",
     packages=setuptools.find_packages(include=["rae_xla", "rae_xla.*"]),
     install_requires=TORCH + XLA + [
-        "transformers==5.24.0",
+        *per_python("transformers", "5.24.0", "5.20.2"),
         "timm==1.0.31",
         "lpips==0.1.4",
         "ml-collections==1.1.0",
@@ -31,12 +43,12 @@ setuptools.setup(
         "simple-parsing",
         "tensorflow-metadata",
         "toml",
-        "array-record==0.8.6",
+        *per_python("array-record", "0.8.6", "0.8.1"),
         "gcsfs==2026.10.1",
-        "etils[epath]==1.15.0",
-        "numpy==2.4.6",
-        "pillow==13.0.0",
-        "scipy==1.17.1",
+        *per_python("etils[epath]", "1.15.0", "1.13.0"),
+        *per_python("numpy", "2.4.6", "2.2.6"),
+        *per_python("pillow", "13.0.0", "12.3.0"),
+        *per_python("scipy", "1.17.1", "1.15.3"),
         "tensorboard==2.21.0",
         "safetensors==0.8.0",
         "psutil",
