@@ -37,6 +37,8 @@ import throughput
 from throughput import local_bytes
 
 _STAND_IN = flags.DEFINE_bool("encoder_stand_in", False, "Replace the encoder by a 768-d patch projection.")
+_PLAN = flags.DEFINE_list("plan_fsdp", [], "Only report the planned bytes per device of decoder + heads + AdamW + "
+                          "EMA for these fsdp sizes (models built on the meta device: no memory, no devices).")
 
 _NOMINAL_STEPS_PER_EPOCH = 2502  # ImageNet-1k at global batch 512; only the LR schedule reads it.
 
@@ -142,6 +144,37 @@ def benchmark(config, *, steps: int, warmup: int, stand_in: bool) -> dict:
         runtime.close()
 
 
+def planned_bytes(config, fsdp_sizes: list[int]) -> dict:
+    """Bytes per device of the trainable state under the runtime's sharding plan (runtime.sharding), per fsdp size.
+
+    Trainable params + AdamW's two moments (same layout as their parameter) + the decoder's EMA, fp32; what
+    `plan_param_sharding` shards on 'fsdp' is divided by the fsdp size, the rest is replicated.
+    """
+    from rae_xla.models.discriminator import build_discriminator
+    from rae_xla.runtime import sharding
+    g = config.stage1
+    with torch.device("meta"):
+        decoder = stand_in_rae(config).decoder if config.rae.encoder == "dinov2" else None
+        arch = dict(g.disc_arch, dino_ckpt_path="random")
+        disc = build_discriminator(arch, recipe=stage1._disc_recipe(g))
+    tensors = [(f"decoder.{n}", p.shape) for n, p in decoder.named_parameters()]
+    tensors += [(f"disc.{n}", p.shape) for n, p in disc.named_parameters() if p.requires_grad]
+    out = {}
+    for size in fsdp_sizes:
+        plan = sharding.plan_param_sharding(tensors, strategy=config.runtime.param_sharding,
+                                            rules=config.runtime.sharding_rules, mesh_shape={"data": 1, "fsdp": size})
+        per_device = replicated = ema = 0
+        for name, shape in tensors:
+            n = 4 * int(torch.Size(shape).numel())
+            local = n // size if any(axis is not None for axis in plan[name]) else n
+            per_device += 3 * local  # Param + exp_avg + exp_avg_sq.
+            replicated += 3 * n
+            ema += local if name.startswith("decoder.") else 0
+        out[size] = {"state_bytes_per_device": per_device, "state_replicated_bytes": replicated,
+                     "ema_bytes_per_device": ema, "trainable_params": sum(int(torch.Size(s).numel()) for _, s in tensors)}
+    return out
+
+
 def markdown(result: dict, command: str) -> str:
     lines = [f"## stage 1, {result['decoder']}, {result['backend']} x{result['num_devices']} "
              f"(mesh {result['mesh']}, {result['param_sharding']}, {result['precision']})", "",
@@ -163,6 +196,9 @@ def markdown(result: dict, command: str) -> str:
 def main(argv):
     del argv
     config = throughput._CONFIG.value
+    if _PLAN.value:
+        print(json.dumps(planned_bytes(config, [int(v) for v in _PLAN.value]), indent=2))
+        return
     result = benchmark(config, steps=throughput._STEPS.value, warmup=throughput._WARMUP.value,
                        stand_in=_STAND_IN.value)
     print(json.dumps(result, indent=2))

@@ -27,7 +27,8 @@ def run(config, workdir: str, runtime) -> None:
     s1, s2 = _with_runtime(config.stage1_run, config), _with_runtime(config.stage2_run, config)
 
     # --- Stage 1: the decoder -------------------------------------------------------------------------------------
-    _run_part(stage1.run, s1, root / "stage1", runtime)
+    if _run_part(stage1.run, s1, root / "stage1", runtime):
+        return  # SIGTERM: stop the pipeline too (rerunning resumes stage 1 from its checkpoint).
 
     # --- Export (what a user hands to stage 2 or to the official code) -----------------------------------------
     decoder_dir = root / "decoder"
@@ -49,7 +50,8 @@ def run(config, workdir: str, runtime) -> None:
     # --- Stage 2 on the normalised latents, previews decoded by the trained decoder -----------------------------
     with s2.unlocked():
         s2.rae.update(dict(trained_rae, stats=str(root / "stats" / "stat.pt")))
-    _run_part(stage2.run, s2, root / "stage2", runtime)
+    if _run_part(stage2.run, s2, root / "stage2", runtime):
+        return
 
     # --- Report ------------------------------------------------------------------------------------------------------
     psnr = reconstruction_psnr(s1, trained_rae, runtime, count=s1.train.global_batch_size)
@@ -68,13 +70,14 @@ def _with_runtime(sub, config) -> ml_collections.ConfigDict:
     return out
 
 
-def _run_part(run_fn, cfg, workdir: epath.Path, runtime) -> None:
+def _run_part(run_fn, cfg, workdir: epath.Path, runtime) -> bool:
+    """Runs one job; returns True when SIGTERM stopped it."""
     config_lib.validate(cfg, num_devices=runtime.num_devices, process_count=runtime.process_count)
     if runtime.is_main:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config_lib.to_json(cfg))
     logging.info("quickstart: %s -> %s", cfg.job, workdir)
-    run_fn(cfg, str(workdir), runtime)
+    return bool(run_fn(cfg, str(workdir), runtime))
 
 
 def reconstruction_psnr(s1, trained_rae: dict, runtime, count: int) -> float:

@@ -102,7 +102,8 @@ class TrainLoop:
         self.config, self.workdir, self.runtime, self.task = config, workdir, runtime, task
         self.checkpoints, self.steps_per_epoch, self.total_steps = checkpoints, steps_per_epoch, total_steps
 
-    def run(self, start_step: int) -> None:
+    def run(self, start_step: int) -> bool:
+        """Returns True when SIGTERM stopped the run (a checkpoint was saved), False when it finished."""
         t, runtime = self.config.train, self.runtime
         self.writer = metrics.create_default_writer(self.workdir, is_main=runtime.is_main, resume_step=start_step,
                                                     wandb=t.get("wandb"), config=self.config)
@@ -144,9 +145,10 @@ class TrainLoop:
                     self._preview(step)
                 if stop:
                     logging.warning("Stopped by SIGTERM after step %d (checkpoint saved).", step)
-                    return
+                    return True
             runtime.wait()
             self._raise_if_nonfinite()
+            return False
         finally:
             if runtime.trace_active:
                 runtime.stop_trace()

@@ -39,14 +39,14 @@ from rae_xla.train import loop, schedules
 from rae_xla.train import stage1_step as step_lib
 
 
-def run(config, workdir: str, runtime) -> None:
-    """Trains the decoder until `config.train` says stop (or SIGTERM); every process runs this together."""
+def run(config, workdir: str, runtime) -> bool:
+    """Trains the decoder until `config.train` says stop (or SIGTERM: returns True); all processes run it."""
     t = config.train
     steps_per_epoch, total_steps = loop.run_length(config)
     training = build_training(config, runtime, steps_per_epoch)
     checkpoints = loop.open_checkpoints(workdir, runtime, keep=t.keep_checkpoints)
     start_step = loop.resume(checkpoints, training.state)
-    loop.TrainLoop(config=config, workdir=workdir, runtime=runtime, task=Stage1Task(config, runtime, training),
+    return loop.TrainLoop(config=config, workdir=workdir, runtime=runtime, task=Stage1Task(config, runtime, training),
                    checkpoints=checkpoints, steps_per_epoch=steps_per_epoch, total_steps=total_steps).run(start_step)
 
 

@@ -109,8 +109,8 @@ def _adaptive_weight(recon_total: torch.Tensor, gan_loss: torch.Tensor, last_lay
     return torch.clamp(weight, 0.0, max_d_weight).detach()
 
 
-def make_train_step(*, phase: int, use_lpips: bool, rae: nn.Module, decoder: nn.Module, decoder_params: list[torch.Tensor],
-                    last_layer_weight: torch.Tensor, ema_pairs: tuple[list, list], lpips: nn.Module | None,
+def make_train_step(*, phase: int, use_lpips: bool, rae: nn.Module, decoder: nn.Module,
+                    decoder_params: list[torch.Tensor], last_layer_weight: torch.Tensor, ema_pairs: tuple[list, list], lpips: nn.Module | None,
                     disc: nn.Module, disc_params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
                     disc_optimizer: torch.optim.Optimizer, autocast: Callable[[], contextlib.AbstractContextManager],
                     reduce_grad: Callable[[torch.Tensor], torch.Tensor] | None, average_disc_grads: Callable[[], None],

@@ -26,8 +26,8 @@ from rae_xla.train import loop, previews, schedules
 from rae_xla.train.stage2_step import StepSettings, host_draws, make_train_step, zero_sums
 
 
-def run(config, workdir: str, runtime) -> None:
-    """Trains until `config.train` says stop (or SIGTERM); every process runs this together."""
+def run(config, workdir: str, runtime) -> bool:
+    """Trains until `config.train` says stop (or SIGTERM: returns True); every process runs this together."""
     t = config.train
     steps_per_epoch, total_steps = loop.run_length(config)
 
@@ -40,7 +40,7 @@ def run(config, workdir: str, runtime) -> None:
     start_step = loop.resume(checkpoints, training.state, init_from=t.init_from)
 
     # --- The loop (shared with every trainer: rae_xla/train/loop.py) ------------------------------------------
-    loop.TrainLoop(config=config, workdir=workdir, runtime=runtime, task=_Stage2Task(config, runtime, training),
+    return loop.TrainLoop(config=config, workdir=workdir, runtime=runtime, task=_Stage2Task(config, runtime, training),
                    checkpoints=checkpoints, steps_per_epoch=steps_per_epoch, total_steps=total_steps).run(start_step)
 
 

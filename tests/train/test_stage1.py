@@ -85,12 +85,27 @@ def test_xla_fsdp_on_4_devices_matches_eager_in_all_phases_with_a_fixed_graph_co
     for key in KEYS:
         steps = [s for s in sorted(a) if key in a[s]]
         assert steps and steps == [s for s in sorted(b) if key in b[s]], key
-        np.testing.assert_allclose([b[s][key] for s in steps], [a[s][key] for s in steps], rtol=2e-3, atol=2e-5,
-                                   err_msg=key)
+        for s in steps:
+            np.testing.assert_allclose(b[s][key], a[s][key], err_msg=f"{key} at step {s}", **_tolerance(key, s))
     graphs = [b[s]["compiled_graphs"] for s in sorted(b)]
     # strict mode already raised if one phase's step compiled a third graph; the total stays small and fixed:
     # 3 phases x at most 2 graphs (the second when an optimizer's state first exists) + data/zeroing graphs.
-    assert graphs == sorted(graphs) and graphs[-1] <= 8, graphs
+    assert graphs == sorted(graphs) and graphs[-1] <= 8 and graphs[-1] == graphs[-2], graphs  # GAN step 2: none.
+
+
+def _tolerance(key, step):
+    """XLA vs eager: float32 rounding (1e-4) for everything the decoder alone determines, at every step. Once the
+    discriminator has taken an AdamW step (step 3 updates it, so from step 4), its outputs differ by up to ~2 %:
+    AdamW's first steps move each weight by ~lr * sign(gradient), and the heads' biases before BatchNormLocal have
+    gradients that are exactly zero in exact arithmetic (float noise, golden README), so their signs, and with
+    them the updates, differ between backends. Measured on this setup: loss/gan 1.8e-2, disc/weight 6e-3,
+    loss/disc 1.7e-3, loss/total 4e-3 (through the GAN term); recon/LPIPS <= 7e-5 in all phases.
+    disc/accuracy counts logit comparisons: near-ties may flip (1e-3 of 3x196x8 pairs)."""
+    if key == "disc/accuracy":
+        return dict(rtol=0, atol=5e-3)
+    if step >= 4 and key in ("loss/gan", "loss/disc", "disc/weight", "loss/total"):
+        return dict(rtol=3e-2, atol=1e-6)
+    return dict(rtol=1e-4, atol=1e-6)
 
 
 def _wait_for_checkpoint(workdir, step, process):
