@@ -21,24 +21,28 @@ import torch
 from absl import logging
 from etils import epath
 
-from rae_xla.eval import adm, inception, recon
+from rae_xla.eval import adm, inception, npz_rows, recon
 
 
-def load_images(path: str) -> np.ndarray:
-    """arr_0 of an npz (local or gs://): uint8 (N, H, W, 3)."""
-    with epath.Path(path).open("rb") as f:
-        with np.load(f) as npz:
-            if "arr_0" not in npz.files:
-                raise ValueError(f"{path} has no arr_0 (uint8 N x H x W x 3 images); keys: {npz.files}")
-            images = npz["arr_0"]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+def load_images(path: str) -> npz_rows.NpzRows:
+    """arr_0 of an npz (local or gs://), uint8 (N, H, W, 3), read row by row as batches are needed."""
+    images = npz_rows.NpzRows(path, "arr_0")
+    if images.dtype != np.uint8 or len(images.shape) != 4 or images.shape[-1] != 3:
         raise ValueError(f"{path}: arr_0 must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
     return images
 
 
-def load_reference(path: str) -> dict[str, np.ndarray]:
+def load_reference(path: str) -> dict[str, Any]:
+    """The reference's statistics (when present) and its arr_0 as rows (when present)."""
     with epath.Path(path).open("rb") as f:
-        return adm.read_reference(f.read())
+        with np.load(f) as npz:
+            files = npz.files
+            out: dict[str, Any] = {k: npz[k] for k in adm.REFERENCE_KEYS if k in files}
+    if "arr_0" in files:
+        out["arr_0"] = load_images(path)
+    if not out:
+        raise ValueError(f"{path} has neither statistics (mu, sigma, mu_s, sigma_s) nor images (arr_0)")
+    return out
 
 
 def reference_statistics(reference: dict[str, np.ndarray], reference_features: dict[str, np.ndarray] | None):
@@ -82,7 +86,7 @@ class PairMetrics:
         return out
 
     def __call__(self, images: np.ndarray, reference: np.ndarray, global_batch_size: int) -> dict[str, float]:
-        if images.shape != reference.shape:
+        if tuple(images.shape) != tuple(reference.shape):
             raise ValueError(f"reconstructions {images.shape} and reference images {reference.shape} must match "
                              f"one to one (the same crops in the same order)")
         values: dict[str, list[np.ndarray]] = {}
@@ -90,9 +94,9 @@ class PairMetrics:
                                            self.runtime.process_index, self.runtime.process_count)
         for batch in self.runtime.device_batches(batches):
             out = self._step(batch)
-            valid = self.runtime.gather_to_host(out.pop("valid")).numpy().astype(bool)
+            valid = self.runtime.gather_batch(out.pop("valid")).numpy().astype(bool)
             for name, value in out.items():  # sync point: per-image values to the host.
-                values.setdefault(name, []).append(self.runtime.gather_to_host(value).double().numpy()[valid])
+                values.setdefault(name, []).append(self.runtime.gather_batch(value).double().numpy()[valid])
         return {name: float(np.concatenate(v).mean()) for name, v in values.items()}
 
 

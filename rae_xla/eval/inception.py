@@ -118,9 +118,9 @@ class FeatureExtractor:
         done = 0
         for i, batch in enumerate(self.runtime.device_batches(host_batches)):
             out = self._step(batch)
-            valid = self.runtime.gather_to_host(out["valid"]).numpy().astype(bool)
+            valid = self.runtime.gather_batch(out["valid"]).numpy().astype(bool)
             for name in FEATURES:  # sync point: features are consumed on the host.
-                parts[name].append(self.runtime.gather_to_host(out[name]).numpy()[valid])
+                parts[name].append(self.runtime.gather_batch(out[name]).numpy()[valid])
             done += int(valid.sum())
             if log_every and i % log_every == 0:
                 logging.info("inception: %d%s images", done, f"/{total}" if total else "")
