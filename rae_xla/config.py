@@ -389,9 +389,6 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
             path = config.eval[field]
             _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
                      f"eval.{field}={path!r} does not exist; give a local file, or ''")
-        if config.job == "evaluate":
-            for field in ("samples", "reference"):
-                _require(bool(config.eval[field]), f"eval.{field} is empty; e.g. --config.eval.{field}=path/to/file.npz")
     if "data" in config:
         from rae_xla import data  # Deferred: tfds imports take ~2 s.
         try:

@@ -21,6 +21,7 @@ import torch
 from absl import logging
 from etils import epath
 
+from rae_xla import config as config_lib
 from rae_xla.eval import adm, inception, npz_rows, recon
 
 
@@ -102,6 +103,9 @@ class PairMetrics:
 
 def evaluate(eval_cfg, runtime) -> dict[str, Any]:
     """The metrics of `eval_cfg.samples` against `eval_cfg.reference` (see the module docstring)."""
+    for field in ("samples", "reference"):
+        if not eval_cfg[field]:
+            raise config_lib.ConfigError(f"eval.{field} is empty; e.g. --config.eval.{field}=path/to/file.npz")
     samples = load_images(eval_cfg.samples)
     reference = load_reference(eval_cfg.reference)
     extractor = inception.FeatureExtractor(runtime, eval_cfg.inception_weights)
