@@ -21,7 +21,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 quickstart: install
-	$(PY) -m rae_xla.main --config=configs/quickstart.py --workdir=runs/quickstart
+	$(PY) -m rae_xla.main --config=configs/quickstart.py:part=all --workdir=runs/quickstart
 
 test: install
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)

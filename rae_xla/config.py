@@ -21,6 +21,8 @@ JOBS = {
     "stats": "rae_xla.eval.latent_stats",
     "evaluate": "rae_xla.eval.evaluate",
     "reference_stats": "rae_xla.eval.reference",
+    "train_stage1": "rae_xla.train.stage1",
+    "quickstart": "rae_xla.quickstart",
 }
 BACKENDS = ("auto", "xla", "cuda", "cpu")
 MESH_AXES = ("data", "fsdp")
@@ -111,6 +113,7 @@ def data_block(**overrides: Any) -> ml_collections.ConfigDict:
         prefetch_factor=2,
         synthetic_num_classes=10,
         synthetic_num_images=1000,
+        crop="center",  # center (ADM, stage 2) | random (stage 1: resize shorter side to 1.5 S or 384, random crop)
     )
     block.update(overrides)
     return ml_collections.ConfigDict(block)
@@ -275,6 +278,37 @@ def eval_block(**overrides: Any) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(block)
 
 
+def stage1_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """Decoder training losses, discriminator and phases: the official main-branch recipe (REFERENCE §5.3-§5.7).
+
+    Phase starts are in epochs (or steps with start_unit='step'); disc_start >= disc_upd_start.
+    """
+    block = dict(
+        perceptual_weight=1.0,  # LPIPS weight; 0 = no LPIPS (the network is then not built).
+        lpips_vgg_path="",  # torchvision vgg16 ImageNet weights (.pth); '' = torchvision's cache.
+        lpips_random_backbone=False,  # True: a seeded random VGG16 (quickstart/tests only, no downloads).
+        disc_weight=0.75,
+        max_d_weight=1e4,  # Clamp of the adaptive weight.
+        disc_upd_start=6.0,  # Discriminator updates from here ...
+        disc_start=8.0,  # ... and the GAN loss in the generator step from here.
+        start_unit="epoch",  # epoch | step
+        disc_loss="hinge",  # hinge | vanilla
+        gen_loss="vanilla",
+        diffaug_prob=1.0,
+        diffaug_cutout=0.0,
+        # The official gan.disc.arch; dino_ckpt_path = the released discs/dino_vit_small_patch8_224.pth or 'random'.
+        disc_arch=dict(dino_ckpt_path="", ks=9, key_depths=(2, 5, 8, 11), norm_type="bn", using_spec_norm=True,
+                       norm_eps=1e-6, recipe="S_8"),
+        # Backbone sizes replacing disc_arch.recipe (tests, quickstart); depth 0 = use disc_arch.recipe.
+        disc_recipe=dict(depth=0, embed_dim=0, num_heads=0, patch_size=8, mlp_ratio=4.0, in_chans=3),
+        # The discriminator's LR schedule; it starts counting at disc_upd_start (stepped only when it updates).
+        disc_lr_schedule=dict(type="cosine", base_lr=2e-4, final_lr=2e-5, warmup_epochs=1.0, decay_end_epoch=16.0,
+                              warmup_from_zero=True, unit="epoch"),
+    )
+    block.update(overrides)
+    return ml_collections.ConfigDict(block)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Validation.
 
@@ -359,6 +393,16 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _require(micro % shards == 0,
                  f"the micro-batch {micro} (train.global_batch_size / grad_accum_steps) is not divisible by the "
                  f"{shards} batch shards (mesh data x fsdp, or processes); pick a multiple of {shards}")
+    if "stage1" in config:
+        g = config.stage1
+        _one_of(g.start_unit, ("epoch", "step"), "stage1.start_unit")
+        _one_of(g.disc_loss, ("hinge", "vanilla"), "stage1.disc_loss")
+        _one_of(g.gen_loss, ("vanilla",), "stage1.gen_loss")
+        _require(g.disc_start >= g.disc_upd_start, f"stage1.disc_start={g.disc_start} must be >= "
+                 f"stage1.disc_upd_start={g.disc_upd_start} (the GAN loss needs a discriminator that is trained)")
+        _require(g.perceptual_weight >= 0 and g.disc_weight >= 0, "stage1.perceptual_weight and disc_weight must be >= 0")
+        _require(not config.rae.stats, "stage 1 trains on unnormalised latents: set --config.rae.stats='' (compute "
+                 "the statistics afterwards with the stats job)")
     if "model" in config:
         _one_of(config.model.arch, ("ditdh", "lightningdit"), "model.arch")
     if "flow" in config:

@@ -27,6 +27,17 @@ def field(data_cfg: Any, key: str) -> Any:
     return value
 
 
+def crop_mode(data_cfg: Any) -> str:
+    """config.data.crop: 'center' (ADM center crop, stage 2) or 'random' (stage-1 resize + random crop).
+
+    Optional (older configs and plain dicts have no such field): absent means 'center'.
+    """
+    try:
+        return data_cfg['crop']
+    except (KeyError, AttributeError):
+        return 'center'
+
+
 def open_source(data_cfg: Any) -> sources.Source:
     """Opens the dataset config.data describes (building the synthetic one on first use).
 

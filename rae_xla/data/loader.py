@@ -29,19 +29,22 @@ MAX_REPLACEMENT_TRIES = 16
 _MAX_KEPT_IDS = 1000
 
 
-def _decode_one(source: sources.Source, index: int, image_size: int, flip: bool):
+def _decode_one(source: sources.Source, index: int, image_size: int, flip: bool, crop_uv=None):
     """(image, label, None) for a good example, (None, label, 'id: reason') for a bad one."""
     encoded, label, example_id, error = source.read_encoded([int(index)])[0]
     if error is None:
         try:
-            return transforms.load_example_image(encoded, image_size, flip), label, None
+            return transforms.load_example_image(encoded, image_size, flip, crop_uv), label, None
         except Exception as decode_error:  # pylint: disable=broad-except  (PIL raises many types)
             error = f'{type(decode_error).__name__}: {decode_error}'
     return None, label, f'{example_id} ({error})'
 
 
-def load_examples(source: sources.Source, indices: np.ndarray, flips: np.ndarray, image_size: int):
+def load_examples(source: sources.Source, indices: np.ndarray, flips: np.ndarray, image_size: int,
+                  crops: np.ndarray | None = None):
     """Reads, decodes and crops `indices`, replacing bad ones deterministically.
+
+    crops: None (ADM center crop) or float (b, 2) uniforms for the stage-1 random crop of each slot.
 
     Returns (uint8 (b, S, S, 3) images, int64 (b,) labels, list of 'id (reason)' strings for replaced slots).
     """
@@ -53,13 +56,15 @@ def load_examples(source: sources.Source, indices: np.ndarray, flips: np.ndarray
         image = None
         if error is None:
             try:
-                image = transforms.load_example_image(encoded, image_size, bool(flip))
+                image = transforms.load_example_image(encoded, image_size, bool(flip),
+                                                      None if crops is None else crops[slot])
             except Exception as decode_error:  # pylint: disable=broad-except
                 error = f'{type(decode_error).__name__}: {decode_error}'
         if image is None:
             replaced.append(f'{example_id} ({error})')
             for offset in range(1, MAX_REPLACEMENT_TRIES + 1):
-                image, label, _ = _decode_one(source, (int(index) + offset) % len(source), image_size, bool(flip))
+                image, label, _ = _decode_one(source, (int(index) + offset) % len(source), image_size, bool(flip),
+                                              None if crops is None else crops[slot])
                 if image is not None:
                     break
             if image is None:
@@ -72,8 +77,8 @@ class TrainSteps(torch.utils.data.Dataset):
     """Map-style dataset: step k -> this process's slice of global batch k (flip per config)."""
 
     def __init__(self, source: sources.Source, image_size: int, random_flip: bool, global_batch_size: int,
-                 process_index: int, process_count: int, seed: int):
-        self.source, self.image_size, self.random_flip = source, image_size, random_flip
+                 process_index: int, process_count: int, seed: int, crop: str = 'center'):
+        self.source, self.image_size, self.random_flip, self.crop = source, image_size, random_flip, crop
         self.global_batch_size, self.seed = global_batch_size, seed
         self.rows = sampler.process_rows(process_index, process_count, global_batch_size)
         self.steps_per_epoch = sampler.steps_per_epoch(len(source), global_batch_size)
@@ -85,7 +90,9 @@ class TrainSteps(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> dict:
         indices, flips = self.indices_and_flips(step)
-        images, labels, replaced = load_examples(self.source, indices, flips, self.image_size)
+        crops = (sampler.global_crops(self.seed, step, self.global_batch_size)[self.rows] if self.crop == 'random'
+                 else None)
+        images, labels, replaced = load_examples(self.source, indices, flips, self.image_size, crops)
         return {'image': torch.from_numpy(images), 'label': torch.from_numpy(labels), 'step': step,
                 'num_replaced': torch.tensor(len(replaced), dtype=torch.int64), 'replaced_ids': replaced}
 
@@ -174,7 +181,8 @@ def make_train_loader(data_cfg: Any, *, global_batch_size: int, process_index: i
     if start_step < 0:
         raise ValueError(f'start_step={start_step} must be >= 0.')
     steps = TrainSteps(dataset.open_source(data_cfg), dataset.field(data_cfg, 'image_size'),
-                       dataset.field(data_cfg, 'random_flip'), global_batch_size, process_index, process_count, seed)
+                       dataset.field(data_cfg, 'random_flip'), global_batch_size, process_index, process_count, seed,
+                       crop=dataset.crop_mode(data_cfg))
     logging.info('data: %d examples, %d classes, %d steps/epoch, process %d/%d reads %d of %d rows per step.',
                  len(steps.source), steps.source.num_classes, steps.steps_per_epoch, process_index, process_count,
                  steps.rows.stop - steps.rows.start, global_batch_size)

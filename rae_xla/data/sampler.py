@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 _FLIP_STREAM = 0xF11B  # keeps the flip draws independent of the permutation draws
+_CROP_STREAM = 0xC809  # stage-1 random-crop offsets, independent of the other draws
 
 
 def steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
@@ -45,6 +46,11 @@ def global_batch_indices(seed: int, step: int, num_examples: int, global_batch_s
 def global_flips(seed: int, step: int, global_batch_size: int) -> np.ndarray:
     """bool (G,): horizontal-flip coin (p = 0.5) for each row of the global batch at `step`."""
     return np.random.default_rng([seed, _FLIP_STREAM, step]).random(global_batch_size) < 0.5
+
+
+def global_crops(seed: int, step: int, global_batch_size: int) -> np.ndarray:
+    """float (G, 2): uniforms in [0, 1) placing the stage-1 random crop (row, column) of each row at `step`."""
+    return np.random.default_rng([seed, _CROP_STREAM, step]).random((global_batch_size, 2))
 
 
 def process_rows(process_index: int, process_count: int, global_batch_size: int) -> slice:

@@ -50,9 +50,38 @@ def horizontal_flip(image: np.ndarray) -> np.ndarray:
     return image[:, ::-1]
 
 
-def load_example_image(encoded: bytes, image_size: int, flip: bool) -> np.ndarray:
-    """Decode -> ADM center crop -> optional flip. Returns a contiguous uint8 (S, S, 3) array."""
-    image = center_crop_arr(decode_rgb(encoded), image_size)
+def first_crop_size(image_size: int) -> int:
+    """The stage-1 trainer's resize target before its random crop: 384 for 256 px, else 1.5 x (REFERENCE §5.1)."""
+    return 384 if image_size == 256 else int(1.5 * image_size)
+
+
+def resize_random_crop_arr(pil_image: Image.Image, image_size: int, crop_uv: np.ndarray) -> np.ndarray:
+    """The official stage-1 transform: Resize(shorter side -> first_crop_size, bicubic) + RandomCrop(S), no flip.
+
+    crop_uv: two uniforms in [0, 1) (row, column) drawn by the loader from (seed, step), so the crop is a pure
+      function of the step; offset = floor(u * (L - S + 1)), torchvision's randint(0, L - S) range.
+    Returns uint8 (S, S, 3).
+    """
+    target = first_crop_size(image_size)
+    w, h = pil_image.size
+    # torchvision Resize(int): the short side becomes `target`, the long side int(target * long / short).
+    size = (target, int(target * h / w)) if w <= h else (int(target * w / h), target)
+    arr = np.asarray(pil_image.resize(size, resample=Image.BICUBIC))
+    top = int(crop_uv[0] * (arr.shape[0] - image_size + 1))
+    left = int(crop_uv[1] * (arr.shape[1] - image_size + 1))
+    return arr[top:top + image_size, left:left + image_size]
+
+
+def load_example_image(encoded: bytes, image_size: int, flip: bool, crop_uv: np.ndarray | None = None) -> np.ndarray:
+    """Decode -> ADM center crop (or, given `crop_uv`, the stage-1 resize + random crop) -> optional flip.
+
+    Returns a contiguous uint8 (S, S, 3) array.
+    """
+    pil_image = decode_rgb(encoded)
+    if crop_uv is None:
+        image = center_crop_arr(pil_image, image_size)
+    else:
+        image = resize_random_crop_arr(pil_image, image_size, crop_uv)
     if flip:
         image = horizontal_flip(image)
     return np.ascontiguousarray(image)

@@ -65,6 +65,9 @@ def validate_data_config(data_cfg: Any) -> None:
         raise ValueError("config.data.split is empty; use e.g. 'train' or 'validation'.")
     _check_type(data_cfg, 'image_size', int, minimum=8)
     _check_type(data_cfg, 'random_flip', bool)
+    if dataset.crop_mode(data_cfg) not in ('center', 'random'):
+        raise ValueError(f"config.data.crop={dataset.crop_mode(data_cfg)!r} must be 'center' (ADM center crop) or "
+                         "'random' (stage-1 resize + random crop).")
     _check_type(data_cfg, 'num_workers', int, minimum=0)
     _check_type(data_cfg, 'prefetch_factor', int, minimum=1)
     num_classes = _check_type(data_cfg, 'synthetic_num_classes', int, minimum=1)

@@ -68,15 +68,19 @@ class RAE(nn.Module):
             z = z / torch.sqrt(self.latent_var + self.eps)
         return z
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents (B,C,h,w) (normalised) -> images (B,3,h*p,w*p), roughly in [0,1], unclamped."""
+    def decode(self, latents: torch.Tensor, decoder: nn.Module | None = None) -> torch.Tensor:
+        """latents (B,C,h,w) (normalised) -> images (B,3,h*p,w*p), roughly in [0,1], unclamped.
+
+        decoder: decode with this module instead of `self.decoder` (the stage-1 trainer passes its wrapped,
+        trainable decoder or the EMA copy; same geometry).
+        """
         z = latents
         if self.latent_var is not None:
             z = z * torch.sqrt(self.latent_var + self.eps)
         if self.latent_mean is not None:
             z = z + self.latent_mean
         tokens = z.flatten(2).transpose(1, 2)
-        pixels = self.decoder.unpatchify(self.decoder(tokens))
+        pixels = self.decoder.unpatchify((decoder if decoder is not None else self.decoder)(tokens))
         return pixels * self.pixel_std + self.pixel_mean
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -12,51 +12,35 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 from typing import Any
 
 import torch
-from absl import logging
-from etils import epath
 
 from rae_xla import config as config_lib
-from rae_xla import data, flow, metrics
-from rae_xla.checkpoint.manager import CheckpointManager
+from rae_xla import flow
 from rae_xla.models import flops
 from rae_xla.models.rae import RAE
 from rae_xla.train import build
 from rae_xla.train import ema as ema_lib
-from rae_xla.train import previews, schedules
-from rae_xla.train.preemption import PreemptionWatcher
+from rae_xla.train import loop, previews, schedules
 from rae_xla.train.stage2_step import StepSettings, host_draws, make_train_step, zero_sums
 
 
 def run(config, workdir: str, runtime) -> None:
     """Trains until `config.train` says stop (or SIGTERM); every process runs this together."""
     t = config.train
-
-    # --- Data -----------------------------------------------------------------------------------------------------
-    num_images = len(data.open_source(config.data))
-    steps_per_epoch = num_images // t.global_batch_size
-    if steps_per_epoch == 0:
-        raise config_lib.ConfigError(f"the dataset has {num_images} images, fewer than one global batch "
-                                     f"({t.global_batch_size}); lower train.global_batch_size")
-    total_steps = t.max_steps if t.max_steps > 0 else round(t.epochs * steps_per_epoch)
+    steps_per_epoch, total_steps = loop.run_length(config)
 
     # --- Frozen RAE encoder, model, EMA, optimizer, LR schedule, the compiled step ----------------------------
     training = build_training(config, runtime, steps_per_epoch)
 
     # --- Resume (model, EMA, optimizer; the schedule and data position follow from the step) -------------------
-    checkpoints = CheckpointManager(str(epath.Path(workdir) / "checkpoints"), runtime, keep=t.keep_checkpoints)
-    meta = checkpoints.restore_latest(training.state)
-    start_step = meta["step"] if meta else 0
-    if meta and t.init_from:
-        logging.info("Resuming from step %d; train.init_from=%s is only used for a fresh run.", start_step,
-                     t.init_from)
+    checkpoints = loop.open_checkpoints(workdir, runtime, keep=t.keep_checkpoints)
+    start_step = loop.resume(checkpoints, training.state, init_from=t.init_from)
 
-    # --- The loop -------------------------------------------------------------------------------------------------
-    _Loop(config=config, workdir=workdir, runtime=runtime, training=training, checkpoints=checkpoints,
-          steps_per_epoch=steps_per_epoch, total_steps=total_steps).run(start_step)
+    # --- The loop (shared with every trainer: rae_xla/train/loop.py) ------------------------------------------
+    loop.TrainLoop(config=config, workdir=workdir, runtime=runtime, task=_Stage2Task(config, runtime, training),
+                   checkpoints=checkpoints, steps_per_epoch=steps_per_epoch, total_steps=total_steps).run(start_step)
 
 
 @dataclasses.dataclass
@@ -147,135 +131,46 @@ def _no_sync(model: torch.nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The loop: batches in, step, then logging / previews / checkpoints at their intervals.
+# What the shared loop calls: host inputs, the step, metrics, sample grids.
 
 
-@dataclasses.dataclass
-class _Loop:
-    config: Any
-    workdir: str
-    runtime: Any
-    training: Training
-    checkpoints: CheckpointManager
-    steps_per_epoch: int
-    total_steps: int
+class _Stage2Task:
+    """Stage 2 as a `loop.Task`."""
 
-    @property
-    def settings(self) -> StepSettings:
-        return self.training.settings
-
-    def run(self, start_step: int) -> None:
-        t, runtime = self.config.train, self.runtime
-        self.writer = metrics.create_default_writer(self.workdir, is_main=runtime.is_main, resume_step=start_step)
-        self.progress = metrics.ReportProgress(total_steps=self.total_steps, every_steps=t.log_every,
-                                               images_per_step=t.global_batch_size, num_devices=runtime.num_devices)
-        self.progress(start_step)
-        self.lock = threading.Lock()  # Step closures may run on another thread (XLA run_async).
-        self.nonfinite_window: tuple[int, int] | None = None
-        self.replaced = 0
-        self.peak = metrics.peak_bf16_flops(runtime.device_kind)
+    def __init__(self, config, runtime, training: Training):
+        self.config, self.runtime, self.training = config, runtime, training
+        self.settings = training.settings
+        self.state = training.state
+        self.flops_per_image = training.flops_per_image
         self.preview_inputs = {k: v.to(runtime.device) for k, v in previews.preview_inputs(  # Replicated.
-            self.config.seed, t.num_sample_images, self.settings.latent_shape, self.config.model.num_classes).items()}
-        batches = runtime.device_batches(self._host_batches(start_step))
-        watcher = PreemptionWatcher()
-        sums = zero_sums(runtime.device)
-        step = start_step
-        logging.info("Training steps %d -> %d (%d steps/epoch, global batch %d, %d devices, mesh %s).",
-                     start_step, self.total_steps, self.steps_per_epoch, t.global_batch_size, runtime.num_devices,
-                     runtime.mesh_shape)
-        try:
-            while step < self.total_steps:
-                batch = next(batches)
-                for group in self.training.optimizer.param_groups:
-                    group["lr"] = self.training.lr_at(step)  # A host float: no recompile under XLA.
-                if not self.settings.host_rng:
-                    runtime.seed(self.config.seed * 1_000_003 + step)  # Randomness is a function of the step.
-                sums = self.training.step_fn(batch, sums)
-                step += 1
-                if step % t.log_every == 0 or step == self.total_steps:
-                    self._log(step, sums, window=(step - 1) // t.log_every * t.log_every)
-                    sums = dict(zero_sums(runtime.device), nonfinite=sums["nonfinite"])
-                self._raise_if_nonfinite()
-                stop = runtime.any_process(watcher.requested)
-                if step % t.checkpoint_every == 0 or step == self.total_steps or stop:
-                    self._save(step, sums)
-                if t.sample_every and (step % t.sample_every == 0 or step == self.total_steps):
-                    self._preview(step)
-                if stop:
-                    logging.warning("Stopped by SIGTERM after step %d (checkpoint saved).", step)
-                    return
-            runtime.wait()
-            self._raise_if_nonfinite()
-        finally:
-            watcher.close()
-            self.writer.close()
+            config.seed, config.train.num_sample_images, self.settings.latent_shape,
+            config.model.num_classes).items()}
 
-    def _host_batches(self, start_step: int):
-        """This process's slice of each global batch (+ host random draws in rng='host' mode)."""
-        runtime, t = self.runtime, self.config.train
-        rows_per_process = runtime.per_process_batch(t.global_batch_size)
-        rows = slice(runtime.process_index * rows_per_process, (runtime.process_index + 1) * rows_per_process)
-        loader = data.make_train_loader(self.config.data, global_batch_size=t.global_batch_size,
-                                        process_index=runtime.process_index, process_count=runtime.process_count,
-                                        seed=self.config.seed, start_step=start_step)
-        for batch in loader:
-            self.replaced += int(batch["num_replaced"])
-            out = {"image": batch["image"], "label": batch["label"]}
-            if self.settings.host_rng:
-                out.update(host_draws(self.config.seed, batch["step"], t.global_batch_size,
-                                      self.settings.latent_shape, rows, self.settings.label_dropout))
-            yield out
+    def zero_sums(self) -> dict:
+        return zero_sums(self.runtime.device)
 
-    def _log(self, step: int, sums: dict, window: int) -> None:
-        """Queues a metrics line for `step`; the values are read after the step ran (no stall on XLA)."""
-        report = self.progress(step)
-        steps_in_window = step - window
-        host = {"lr": self.training.lr_at(step - 1), "data_replaced_images": float(self.replaced),
-                **self.runtime.compile_stats_scalars()}
-        if report:
-            host.update(report.scalars())
-            mfu = metrics.mfu(self.training.flops_per_image, report.images_per_sec_per_device, self.peak)
-            if mfu is not None:
-                host["mfu"] = mfu
-            logging.info("%s", report.line())
+    def host_batch(self, batch: dict, rows: slice) -> dict:
+        """Images and labels (+ the step's host random draws in rng='host' mode)."""
+        out = {"image": batch["image"], "label": batch["label"]}
+        if self.settings.host_rng:
+            out.update(host_draws(self.config.seed, batch["step"], self.config.train.global_batch_size,
+                                  self.settings.latent_shape, rows, self.settings.label_dropout))
+        return out
 
-        def write(values: dict[str, float]) -> None:
-            scalars = {"loss": values["loss_sum"] / steps_in_window,
-                       "grad_norm": values["grad_norm_sum"] / steps_in_window, **host}
-            with self.lock:
-                if values["nonfinite"] > 0 and self.nonfinite_window is None:
-                    self.nonfinite_window = (window, step)
-                self.writer.write_scalars(step, scalars)
+    def train_step(self, step: int, batch: dict, sums: dict) -> dict:
+        loop.set_lr(self.training.optimizer, self.training.lr_at(step))
+        if not self.settings.host_rng:
+            self.runtime.seed(self.config.seed * 1_000_003 + step)  # Randomness is a function of the step.
+        return self.training.step_fn(batch, sums)
 
-        self.runtime.read_on_host(sums, write)
+    def scalars(self, values: dict[str, float], steps: int) -> dict[str, float]:
+        return {"loss": values["loss_sum"] / steps, "grad_norm": values["grad_norm_sum"] / steps}
 
-    def _raise_if_nonfinite(self) -> None:
-        with self.lock:
-            window = self.nonfinite_window
-        if window is not None:
-            last = self.checkpoints.latest_step()
-            kept = f"the last checkpoint (step {last}) is from before it" if last else "no checkpoint was written"
-            raise FloatingPointError(
-                f"the training loss became NaN/inf between steps {window[0]} and {window[1]}; nothing after that "
-                f"was saved and {kept}. Lower the learning rate or check the data, then rerun: training "
-                f"resumes from the last checkpoint.")
+    def host_scalars(self, step: int) -> dict[str, float]:
+        return {"lr": self.training.lr_at(step - 1)}
 
-    def _save(self, step: int, sums: dict) -> None:
-        nonfinite = float(sums["nonfinite"].cpu())  # sync point: once per checkpoint, never a bad state saved.
-        if nonfinite > 0:
-            with self.lock:
-                self.nonfinite_window = self.nonfinite_window or (self.checkpoints.latest_step() or 0, step)
-            self._raise_if_nonfinite()
-        self.writer.flush()
-        meta = dict(epoch=step / self.steps_per_epoch, backend=self.runtime.kind, mesh=self.runtime.mesh_shape,
-                    config=self.config.to_dict())
-        self.checkpoints.save(step, self.training.state, meta=meta)
-
-    def _preview(self, step: int) -> None:
-        images = previews.sample_images(self.runtime, self.training.ema_model, self.training.rae.decode,
-                                        self.preview_inputs, sample_cfg=self.config.sample,
-                                        alpha=self.settings.alpha,
-                                        num_classes=self.config.model.num_classes)
-        if self.runtime.is_main:
-            previews.save_grid(images, epath.Path(self.workdir) / "samples" / f"step_{step:08d}.png")
-            self.writer.write_images(step, {"samples": images})
+    def preview(self, step: int) -> dict:
+        del step
+        return {"samples": previews.sample_images(
+            self.runtime, self.training.ema_model, self.training.rae.decode, self.preview_inputs,
+            sample_cfg=self.config.sample, alpha=self.settings.alpha, num_classes=self.config.model.num_classes)}

@@ -65,3 +65,19 @@ def test_decode_converts_every_mode_to_rgb(mode, fmt):
 def test_decode_rejects_garbage():
     with pytest.raises(Exception):
         transforms.decode_rgb(b'\xff\xd8\xff\xe0 definitely not a jpeg')
+
+
+def test_stage1_random_crop_resizes_the_short_side_then_crops_at_the_drawn_offset():
+    from rae_xla.data import sampler
+    from rae_xla.data.transforms import first_crop_size, resize_random_crop_arr
+    assert first_crop_size(256) == 384 and first_crop_size(64) == 96 and first_crop_size(512) == 768
+    rng = np.random.default_rng(0)
+    pil = Image.fromarray(rng.integers(0, 256, (100, 150, 3), dtype=np.uint8))  # H 100, W 150
+    resized = np.asarray(pil.resize((144, 96), resample=Image.BICUBIC))  # short side 96, long int(96 * 1.5)
+    for u in ([0.0, 0.0], [0.999, 0.999], [0.5, 0.25]):
+        out = resize_random_crop_arr(pil, 64, np.array(u))
+        top, left = int(u[0] * (96 - 64 + 1)), int(u[1] * (144 - 64 + 1))
+        np.testing.assert_array_equal(out, resized[top:top + 64, left:left + 64])
+    a, b = sampler.global_crops(3, 7, 16), sampler.global_crops(3, 7, 16)
+    np.testing.assert_array_equal(a, b)  # A pure function of (seed, step) ...
+    assert not np.array_equal(a, sampler.global_crops(3, 8, 16)) and a.min() >= 0 and a.max() < 1  # ... per step.

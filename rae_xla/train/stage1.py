@@ -1,0 +1,310 @@
+"""Stage 1: train the RAE decoder with L1 + LPIPS + GAN on a frozen encoder (REFERENCE §5).
+
+  python -m rae_xla.main --config=configs/decoder_xl.py --workdir=gs://bucket/runs/decoder_xl
+
+Reads top to bottom as the algorithm: data (resize + random crop, no flip) -> frozen encoder -> decoder, its EMA
+and the discriminator heads sharded by the runtime -> two AdamW optimisers with their cosine schedules -> resume
+-> three compiled steps, one per phase, picked on the host from the step -> the shared loop (train/loop.py:
+metrics, reconstruction previews, checkpoints, SIGTERM, NaN stop).
+
+Deliberate differences from the official trainer (REFERENCE §5.4, §5.7, §12):
+- the discriminator's gradients are averaged over all data shards (official: each rank updates its own heads);
+- the decoder's gradients are always reduced (official before PR #53: never) and, on torchrun, the adaptive
+  weight uses the global batch's gradients, as it does under XLA SPMD (official: the rank's own);
+- the EMA holds the decoder only (the encoder is frozen, so the official EMA of the whole RAE equals it);
+- the noise augmentation is added to the (unnormalised) latents after encoding, which equals the official
+  token-space noise because stage 1 has no latent statistics (the config refuses stats);
+- fp16 is not offered (the official fp16 path raises NameError); bf16 autocast covers decoder, LPIPS and
+  discriminator, the adaptive weight is computed outside autocast as in the official code;
+- LPIPS runs from step 0 (official lpips_start = epoch 0; other starts are not offered);
+- checkpoints are taken every `train.checkpoint_every` steps (official: at the start of each epoch).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from rae_xla import config as config_lib
+from rae_xla import data
+from rae_xla.losses.lpips import LPIPS
+from rae_xla.models import flops
+from rae_xla.models.discriminator import build_discriminator
+from rae_xla.models.rae import RAE
+from rae_xla.train import build
+from rae_xla.train import ema as ema_lib
+from rae_xla.train import loop, schedules
+from rae_xla.train import stage1_step as step_lib
+
+
+def run(config, workdir: str, runtime) -> None:
+    """Trains the decoder until `config.train` says stop (or SIGTERM); every process runs this together."""
+    t = config.train
+    steps_per_epoch, total_steps = loop.run_length(config)
+    training = build_training(config, runtime, steps_per_epoch)
+    checkpoints = loop.open_checkpoints(workdir, runtime, keep=t.keep_checkpoints)
+    start_step = loop.resume(checkpoints, training.state)
+    loop.TrainLoop(config=config, workdir=workdir, runtime=runtime, task=Stage1Task(config, runtime, training),
+                   checkpoints=checkpoints, steps_per_epoch=steps_per_epoch, total_steps=total_steps).run(start_step)
+
+
+@dataclasses.dataclass
+class Training:
+    """Everything the loop (or a benchmark) needs, placed on the runtime's devices."""
+    rae: RAE  # Frozen encoder + the decoder's geometry; `rae.decode(z, decoder=...)`.
+    decoder: torch.nn.Module  # What the step calls (possibly a DDP wrapper).
+    ema_decoder: torch.nn.Module
+    disc: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    disc_optimizer: torch.optim.Optimizer
+    lr_at: Any  # step -> generator LR.
+    disc_lr_at: Any  # step -> discriminator LR (its schedule starts at disc_upd_start).
+    phase_starts: tuple[int, int]  # (first step with disc updates, first step with the GAN loss).
+    step_fns: tuple  # One compiled step per phase (RECON, DISC, GAN).
+    settings: step_lib.Stage1Settings
+    flops_per_image: int
+
+    @property
+    def state(self) -> dict:
+        """What a checkpoint holds (the heads' spectral-norm u, v are buffers of `disc`)."""
+        return {"decoder": self.decoder, "ema": self.ema_decoder, "optim": (self.decoder, self.optimizer),
+                "disc": self.disc, "disc_optim": (self.disc, self.disc_optimizer)}
+
+    def phase(self, step: int) -> int:
+        disc_upd, gan = self.phase_starts
+        return step_lib.GAN if step >= gan else step_lib.DISC if step >= disc_upd else step_lib.RECON
+
+
+def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = None) -> Training:
+    """Frozen encoder, decoder + EMA + discriminator heads placed by the runtime, AdamW x2, schedules, 3 steps.
+
+    rae: a host RAE to train instead of `config.rae`'s (benchmarks pass one with an encoder stand-in).
+    """
+    t, g = config.train, config.stage1
+    if _distributed_torch(runtime) and config.runtime.param_sharding == "fsdp":
+        # FSDP2 shards `decoder_pred.weight`; the adaptive weight's autograd.grad w.r.t. it is not wired yet.
+        raise config_lib.ConfigError("stage 1 on several GPU/CPU processes runs DDP: set "
+                                     "--config.runtime.param_sharding=replicate (the ViT-XL decoder with AdamW "
+                                     "and EMA needs ~8 GB per GPU); FSDP sharding of stage 1 is XLA-only for now")
+    torch.manual_seed(config.seed)  # Same initial weights on every process.
+    rae = (rae if rae is not None else build.build_rae(config.rae)).eval()
+    decoder_module = rae.decoder.train(False)  # No dropout in the decoder: eval == train.
+    decoder_module.requires_grad_(True)  # Official: the whole decoder, position table included (§5.2).
+    ema_module = ema_lib.init_ema(decoder_module)
+    disc_module = build_discriminator(dict(g.disc_arch), recipe=_disc_recipe(g)).eval()
+    lpips = _build_lpips(g) if g.perceptual_weight > 0 else None
+    flops_per_image = training_flops_per_image(config, rae)
+
+    rae.to(runtime.device)
+    runtime.place_frozen(rae.encoder)
+    decoder = runtime.shard_model(decoder_module)
+    ema_decoder = runtime.place_frozen(ema_module, like_trainable=True)
+    disc, average_disc_grads = _place_discriminator(runtime, disc_module)
+    if lpips is not None:
+        lpips = runtime.place_frozen(lpips)
+
+    o = t.optimizer
+    decoder_params = [p for p in runtime.unwrap(decoder).parameters() if p.requires_grad]
+    disc_params = [p for p in disc_module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(decoder_params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
+                                  weight_decay=o.weight_decay)
+    disc_optimizer = torch.optim.AdamW(disc_params, lr=g.disc_lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
+                                       weight_decay=o.weight_decay)
+    for opt in (optimizer, disc_optimizer):
+        _init_adamw_state(opt)
+    try:
+        lr_at = schedules.make_schedule(t.lr_schedule, steps_per_epoch)
+        disc_schedule = schedules.make_schedule(g.disc_lr_schedule, steps_per_epoch)
+    except ValueError as e:
+        raise config_lib.ConfigError(f"train.lr_schedule / stage1.disc_lr_schedule: {e}") from e
+    phase_starts = (_to_step(g.disc_upd_start, g.start_unit, steps_per_epoch),
+                    _to_step(g.disc_start, g.start_unit, steps_per_epoch))
+
+    settings = step_lib.Stage1Settings(
+        latent_shape=tuple(rae.latent_shape), noise_tau=float(config.rae.noise_tau),
+        perceptual_weight=float(g.perceptual_weight), disc_weight=float(g.disc_weight),
+        max_d_weight=float(g.max_d_weight), disc_loss=g.disc_loss, gen_loss=g.gen_loss,
+        diffaug_prob=float(g.diffaug_prob), diffaug_cutout=float(g.diffaug_cutout), clip_grad=float(t.clip_grad),
+        ema_decay=float(t.ema_decay), precision=config.runtime.precision, host_rng=config.runtime.rng == "host")
+    common = dict(
+        rae=rae, decoder=decoder, decoder_params=decoder_params,
+        last_layer_weight=runtime.unwrap(decoder).decoder_pred.weight,
+        ema_pairs=ema_lib.paired_parameters(ema_decoder, runtime.unwrap(decoder)), lpips=lpips, disc=disc,
+        disc_params=disc_params, optimizer=optimizer, disc_optimizer=disc_optimizer,
+        autocast=lambda: runtime.autocast(config.runtime.precision), reduce_grad=_grad_averager(runtime),
+        average_disc_grads=average_disc_grads, settings=settings)
+    # One function per phase, each compiled once (2 graphs: the first call also creates the optimizer state).
+    step_fns = tuple(runtime.compile_step(step_lib.make_train_step(phase=phase, **common),
+                                          name=f"stage1_{step_lib.PHASE_NAMES[phase]}", max_graphs=2)
+                     for phase in (step_lib.RECON, step_lib.DISC, step_lib.GAN))
+    return Training(rae=rae, decoder=decoder, ema_decoder=ema_decoder, disc=disc, optimizer=optimizer,
+                    disc_optimizer=disc_optimizer, lr_at=lr_at,
+                    disc_lr_at=lambda step: disc_schedule(max(step - phase_starts[0], 0)),
+                    phase_starts=phase_starts, step_fns=step_fns, settings=settings, flops_per_image=flops_per_image)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building blocks of the setup.
+
+
+def _init_adamw_state(optimizer: torch.optim.AdamW) -> None:
+    """Creates AdamW's state as its first step would (step 0, zero moments): identical updates, and every
+    checkpoint holds both optimizers' tensors, so a run saved before the discriminator's first update resumes
+    (a checkpoint without them could not be loaded into a primed optimizer)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                  "exp_avg_sq": torch.zeros_like(p)}
+
+
+def _to_step(start: float, unit: str, steps_per_epoch: int) -> int:
+    return int(round(start)) if unit == "step" else int(round(start * steps_per_epoch))
+
+
+def _disc_recipe(g) -> dict | None:
+    """stage1.disc_recipe as build_discriminator's recipe dict, or None (use disc_arch.recipe) when depth is 0."""
+    sizes = dict(g.disc_recipe)
+    return sizes if sizes["depth"] > 0 else None
+
+
+def _build_lpips(g) -> LPIPS:
+    if g.lpips_random_backbone:
+        return LPIPS(backbone="random")
+    return LPIPS(backbone=g.lpips_vgg_path or "imagenet")
+
+
+def _distributed_torch(runtime) -> bool:
+    return runtime.kind != "xla" and runtime.process_count > 1 and dist.is_initialized()
+
+
+def _grad_averager(runtime):
+    """grad -> its mean over processes (torchrun); None otherwise (XLA SPMD gradients are already global)."""
+    if not _distributed_torch(runtime):
+        return None
+
+    def average(grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad / runtime.process_count
+    return average
+
+
+def _place_discriminator(runtime, disc: torch.nn.Module):
+    """(disc on the device, average_disc_grads()).
+
+    XLA: heads sharded by the runtime's FSDP rules, the batch over every device, so the gradients are the global
+    batch's. torchrun: the heads are replicated (not wrapped: the D step calls them twice before one backward)
+    and their gradients all-reduced after the backward, one flat buffer per step.
+    """
+    if runtime.kind == "xla":
+        return runtime.shard_model(disc), lambda: None
+    disc.to(runtime.device)
+    if not _distributed_torch(runtime):
+        return disc, lambda: None
+    params = [p for p in disc.parameters() if p.requires_grad]
+
+    def average_disc_grads() -> None:
+        grads = [p.grad for p in params]
+        flat = torch.cat([g_.reshape(-1) for g_ in grads])
+        dist.all_reduce(flat)
+        flat /= runtime.process_count
+        offset = 0
+        for grad in grads:
+            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
+    return disc, average_disc_grads
+
+
+def training_flops_per_image(config, rae: RAE) -> int:
+    """Decoder forward + backward (3x forward) plus one encoder forward, per image. The discriminator and LPIPS
+    are not counted (MFU then under-reports in the GAN phases)."""
+    dec = rae.decoder
+    layer = dec.decoder_layers[0]
+    decoder = 3 * flops.vit_decoder_forward_flops(
+        hidden_size=dec.decoder_embed.out_features, num_layers=len(dec.decoder_layers),
+        intermediate_size=layer.intermediate.dense.out_features, in_channels=dec.decoder_embed.in_features,
+        num_patches=dec.num_patches, patch_size=dec.patch_size)
+    if config.rae.encoder != "dinov2" or not hasattr(rae.encoder, "hf_model"):
+        return decoder  # Encoder FLOPs are tabulated for DINOv2 only; MFU then slightly under-reports.
+    hf = rae.encoder.hf_model.config
+    return decoder + flops.dinov2_forward_flops(
+        input_size=config.rae.encoder_input_size, hidden_size=hf.hidden_size, num_layers=hf.num_hidden_layers,
+        mlp_ratio=hf.mlp_ratio, patch_size=hf.patch_size, num_register_tokens=hf.num_register_tokens)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the shared loop calls: host inputs, the step of the phase, metrics, reconstruction previews.
+
+
+class Stage1Task:
+    """Stage 1 as a `loop.Task`."""
+
+    def __init__(self, config, runtime, training: Training):
+        self.config, self.runtime, self.training = config, runtime, training
+        self.state = training.state
+        self.flops_per_image = training.flops_per_image
+        self.preview_images = preview_images(config.data, config.train.num_sample_images)  # uint8 (N, S, S, 3)
+        self.preview_device = torch.from_numpy(self.preview_images).to(runtime.device)  # Replicated.
+
+    def zero_sums(self) -> dict:
+        return loop.zero_scalars(step_lib.SUM_KEYS, self.runtime.device)
+
+    def host_batch(self, batch: dict, rows: slice) -> dict:
+        out = {"image": batch["image"]}
+        if self.training.settings.host_rng:
+            out.update(step_lib.host_draws(self.config.seed, batch["step"], self.config.train.global_batch_size,
+                                           self.training.settings.latent_shape, rows))
+        return out
+
+    def train_step(self, step: int, batch: dict, sums: dict) -> dict:
+        tr = self.training
+        loop.set_lr(tr.optimizer, tr.lr_at(step))
+        loop.set_lr(tr.disc_optimizer, tr.disc_lr_at(step))
+        if not tr.settings.host_rng:
+            self.runtime.seed(self.config.seed * 1_000_003 + step)  # Randomness is a function of the step.
+        return tr.step_fns[tr.phase(step)](batch, sums)
+
+    def scalars(self, values: dict[str, float], steps: int) -> dict[str, float]:
+        return step_lib.window_scalars(values, steps)
+
+    def host_scalars(self, step: int) -> dict[str, float]:
+        tr = self.training
+        out = {"lr/generator": tr.lr_at(step - 1), "phase": float(tr.phase(step - 1))}
+        if step - 1 >= tr.phase_starts[0]:
+            out["lr/discriminator"] = tr.disc_lr_at(step - 1)
+        return out
+
+    def preview(self, step: int) -> dict:
+        """EMA reconstructions of fixed images, each original next to its reconstruction."""
+        del step
+        recon = reconstruct(self.runtime, self.training.rae, self.training.ema_decoder, self.preview_device)
+        return {"reconstructions": side_by_side(self.preview_images, recon)}
+
+
+@torch.no_grad()
+def reconstruct(runtime, rae: RAE, decoder: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+    """uint8 (N, S, S, 3) device images -> uint8 (N, S', S', 3) host reconstructions (clamped, truncated as in the
+    official stage1_sample scripts). No noise: the RAE is in eval mode."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    out = rae.decode(rae.encode(x), decoder=decoder).clamp(0, 1)
+    out = (out * 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return runtime.to_host(out).numpy()  # sync point: previews only.
+
+
+def preview_images(data_cfg, count: int) -> np.ndarray:
+    """The first `count` images of the dataset, ADM center-cropped: the same on every process and every preview."""
+    cfg = dict(data_cfg.to_dict(), num_workers=0)  # One batch: no worker processes.
+    loader = data.make_eval_loader(cfg, batch_size=count, process_index=0, process_count=1)
+    return next(iter(loader))["image"].numpy()
+
+
+def side_by_side(originals: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) pairs -> (N, S, 2S, 3): original left, reconstruction right (resized by nearest if needed)."""
+    if recon.shape[1:3] != originals.shape[1:3]:
+        step = recon.shape[1] / originals.shape[1]
+        idx = (np.arange(recon.shape[1]) / step).astype(int)
+        originals = originals[:, idx][:, :, idx]
+    return np.concatenate([originals, recon], axis=2)

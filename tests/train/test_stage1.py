@@ -1,0 +1,159 @@
+"""The stage-1 (decoder) trainer end to end on the quickstart's tiny setup (random tiny encoder, tiny decoder,
+LPIPS on a random VGG, a tiny random DINO discriminator, synthetic data).
+
+One eager CPU run of 6 steps (module fixture) is the reference for every test: steps 1-2 reconstruction only,
+3-4 with discriminator updates, 5-6 with the GAN loss, so all three compiled steps run. rng='host' draws the
+noise augmentation and the DiffAug draws from (seed, step) on the host: every backend sees the same numbers.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rae_xla.checkpoint import official
+from rae_xla.checkpoint.manager import COMMIT_MARKER
+from rae_xla.models.vit_decoder import ViTDecoder
+from tests.conftest import REPO, run_python
+
+STEPS = 6
+KEYS = ("loss/total", "loss/recon", "loss/lpips", "loss/gan", "loss/disc", "disc/weight", "disc/accuracy")
+TIMEOUT = 3600  # Subprocess guard only (XLA compiles of VGG16 + the discriminator are slow on shared CPUs).
+
+
+def args(workdir, data_dir, *overrides, steps=STEPS):
+    return ["-m", "rae_xla.main", f"--config=configs/quickstart.py:part=stage1,stage1_steps={steps},batch=8",
+            f"--workdir={workdir}", f"--config.data.data_dir={data_dir}", "--config.data.synthetic_num_images=64",
+            "--config.data.num_workers=0", "--config.train.log_every=1", "--config.train.checkpoint_every=2",
+            f"--config.train.sample_every={steps}", "--config.train.num_sample_images=4",
+            "--config.stage1.disc_upd_start=2", "--config.stage1.disc_start=4", "--config.runtime.rng=host",
+            *overrides]
+
+
+def metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def by_step(workdir):
+    return {m["step"]: m for m in metrics(workdir)}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+    workdir = tmp_path_factory.mktemp("stage1") / "eager"
+    run_python(args(workdir, data_dir), timeout=TIMEOUT)
+    return workdir
+
+
+def test_the_three_phases_run_in_order_and_log_their_metrics(reference):
+    rows = by_step(reference)
+    assert sorted(rows) == list(range(1, STEPS + 1))
+    assert [rows[s]["phase"] for s in sorted(rows)] == [0, 0, 1, 1, 2, 2]
+    assert all("loss/disc" not in rows[s] and "loss/gan" not in rows[s] for s in (1, 2))
+    assert all("loss/disc" in rows[s] and "loss/gan" not in rows[s] for s in (3, 4))
+    assert all("loss/gan" in rows[s] and rows[s]["disc/weight"] > 0 for s in (5, 6))
+    for s in (5, 6):  # The GAN term enters the total with weight disc_weight * lambda.
+        r = rows[s]
+        expected = r["loss/recon"] + r["loss/lpips"] + 0.75 * r["disc/weight"] * r["loss/gan"]
+        np.testing.assert_allclose(r["loss/total"], expected, rtol=1e-5)
+    assert rows[3]["lr/discriminator"] > 0 and all(np.isfinite(rows[s]["loss/total"]) for s in rows)
+    grid = Image.open(reference / "reconstructions" / f"step_{STEPS:08d}.png")
+    assert grid.size == (2 * 2 * 64, 2 * 64)  # 4 pairs (original | reconstruction) of 64 px in a 2x2 grid.
+    assert (reference / "checkpoints" / str(STEPS) / COMMIT_MARKER).exists()
+
+
+def test_xla_fsdp_on_4_devices_matches_eager_in_all_phases_with_a_fixed_graph_count(tmp_path, reference, data_dir):
+    xla = tmp_path / "xla"
+    # strict: a host sync inside a step, or a third graph of one phase's step, raises.
+    run_python(args(xla, data_dir, "--config.runtime.backend=xla", "--config.runtime.mesh.fsdp=4",
+                    "--config.runtime.strict=True"), xla_devices=4, timeout=TIMEOUT)
+    a, b = by_step(reference), by_step(xla)
+    assert sorted(b) == sorted(a)
+    for key in KEYS:
+        steps = [s for s in sorted(a) if key in a[s]]
+        assert steps and steps == [s for s in sorted(b) if key in b[s]], key
+        np.testing.assert_allclose([b[s][key] for s in steps], [a[s][key] for s in steps], rtol=2e-3, atol=2e-5,
+                                   err_msg=key)
+    graphs = [b[s]["compiled_graphs"] for s in sorted(b)]
+    # strict mode already raised if one phase's step compiled a third graph; the total stays small and fixed:
+    # 3 phases x at most 2 graphs (the second when an optimizer's state first exists) + data/zeroing graphs.
+    assert graphs == sorted(graphs) and graphs[-1] <= 8, graphs
+
+
+def _wait_for_checkpoint(workdir, step, process):
+    """Polls until checkpoint `step` is complete; fails if the run ends first (no wall-clock limit)."""
+    marker = workdir / "checkpoints" / str(step) / COMMIT_MARKER
+    while process.poll() is None:
+        if marker.exists():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run ended (rc {process.returncode}) before checkpoint {step}: "
+                         f"{process.stderr.read()[-3000:]}")
+
+
+def test_sigkill_then_resume_reproduces_the_uninterrupted_run(tmp_path, reference, data_dir):
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, *args(killed, data_dir)], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(killed, 4, process)  # Mid-run, with discriminator and its optimizer state saved.
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if (killed / "checkpoints" / str(STEPS) / COMMIT_MARKER).exists():
+        pytest.fail("the run finished before it could be killed")
+    run_python(args(killed, data_dir), timeout=TIMEOUT)  # Resumes from the newest complete checkpoint.
+    a, b = by_step(reference), by_step(killed)
+    assert sorted(b) == sorted(a)
+    for key in KEYS:  # Bitwise: data, draws, both optimizers, spectral-norm buffers, EMA all resumed.
+        assert [b[s].get(key) for s in sorted(a)] == [a[s].get(key) for s in sorted(a)], key
+
+
+def test_torchrun_two_processes_match_one(tmp_path, reference, data_dir):
+    multi = tmp_path / "multi"
+    run_python(args(multi, data_dir, "--config.runtime.param_sharding=replicate"), timeout=TIMEOUT,
+               module_runner=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
+    a, b = by_step(reference), by_step(multi)
+    assert sorted(b) == sorted(a)
+    for key in KEYS:
+        steps = [s for s in sorted(a) if key in a[s]]
+        np.testing.assert_allclose([b[s][key] for s in steps], [a[s][key] for s in steps], rtol=1e-4, atol=1e-6,
+                                   err_msg=key)
+
+
+def test_exported_decoder_loads_and_reproduces_the_trainers_reconstructions(tmp_path, reference):
+    out = tmp_path / "exported"
+    run_python(["-m", "rae_xla.export_decoder", f"--workdir={reference}", f"--out={out}"])
+    cfg = json.loads((out / "config.json").read_text())
+    decoder = ViTDecoder.from_preset(str(out / "config.json"), in_channels=cfg["hidden_size"],
+                                     num_patches=(cfg["image_size"] // cfg["patch_size"]) ** 2,
+                                     patch_size=cfg["patch_size"])
+    official.load_decoder(decoder, str(out / "model.pt"))  # Strict: every key of the released format.
+    state = torch.load(out / "model.pt")
+    assert "decoder_pred.weight" in state and not any(k.startswith(("ema", "decoder.")) for k in state)
+
+    # The trainer's last preview: originals (left half) and EMA reconstructions (right half) of 4 images.
+    from configs import quickstart
+    from rae_xla.runtime import make_runtime
+    from rae_xla.train import build, stage1
+    config = quickstart.get_config("part=stage1,batch=8")
+    rae = build.build_rae(config.rae)
+    official.load_decoder(rae.decoder, str(out / "model.pt"))
+    grid = np.asarray(Image.open(reference / "reconstructions" / f"step_{STEPS:08d}.png"))
+    pairs = [grid[r * 64:(r + 1) * 64, c * 128:(c + 1) * 128] for r in range(2) for c in range(2)]
+    originals = np.stack([p[:, :64] for p in pairs])
+    expected = np.stack([p[:, 64:] for p in pairs])
+    config.runtime.backend = "cpu"
+    recon = stage1.reconstruct(make_runtime(config.runtime), rae, rae.decoder, torch.from_numpy(originals))
+    assert np.abs(recon.astype(int) - expected.astype(int)).max() <= 1
+    assert np.abs(recon.astype(int) - originals.astype(int)).mean() > 0  # A reconstruction, not a copy.
