@@ -30,6 +30,7 @@ import torch.distributed as dist
 
 from rae_xla import config as config_lib
 from rae_xla import data
+from rae_xla.eval import in_training
 from rae_xla.losses.lpips import LPIPS
 from rae_xla.models import flops
 from rae_xla.models.discriminator import build_discriminator
@@ -248,6 +249,7 @@ class Stage1Task:
         self.flops_per_image = training.flops_per_image
         self.preview_images = preview_images(config.data, config.train.num_sample_images)  # uint8 (N, S, S, 3)
         self.preview_device = torch.from_numpy(self.preview_images).to(runtime.device)  # Replicated.
+        self.reconstruction_eval = in_training.ReconstructionEval(config, runtime) if config.train.eval_every else None
 
     def zero_sums(self) -> dict:
         return loop.zero_scalars(step_lib.SUM_KEYS, self.runtime.device)
@@ -282,6 +284,14 @@ class Stage1Task:
         del step
         recon = reconstruct(self.runtime, self.training.rae, self.training.ema_decoder, self.preview_device)
         return {"reconstructions": side_by_side(self.preview_images, recon)}
+
+    def evaluate(self, step: int) -> dict:
+        """rFID / PSNR / SSIM of EMA reconstructions of held-out images (rae_xla/eval/in_training.py)."""
+        del step
+        if self.reconstruction_eval is None:
+            return {}
+        tr = self.training
+        return self.reconstruction_eval(lambda images: reconstruct(self.runtime, tr.rae, tr.ema_decoder, images))
 
 
 @torch.no_grad()
