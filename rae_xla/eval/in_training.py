@@ -59,14 +59,20 @@ class GenerationEval:
 
     @torch.no_grad()
     def __call__(self, model) -> dict[str, float]:
+        from rae_xla import flow
         from rae_xla.train import previews  # Deferred: the train package imports this module's users.
 
         extractor, (mu_ref, sigma_ref) = self._extractor_and_reference()
+        s, classes = self.config.sample, self.config.model.num_classes
         images = []
         for inputs in self.runtime.device_batches(self._host_inputs()):
-            images.append(previews.sample_images(
-                self.runtime, model, self.decode, inputs, sample_cfg=self.config.sample, alpha=self.alpha,
-                num_classes=self.config.model.num_classes))
+            latents = flow.sample(model, inputs["noise"], inputs["label"], method=s.method, num_steps=s.num_steps,
+                                  shift=self.alpha, guidance=previews.preview_guidance(s, classes),
+                                  step_fn_wrapper=None if s.method in flow.ADAPTIVE_METHODS else
+                                  lambda fn: self.runtime.compile_step(fn, name="eval_sample_step"))
+            # uint8 as the official sampling scripts (clamp, x255, truncate); every process gets the global batch.
+            pixels = (self.decode(latents).clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1)
+            images.append(self.runtime.gather_batch(pixels).numpy())
         images = np.concatenate(images)[:self.num]
         features = extractor.features_of_array(images, self.batch)
         fid = adm.frechet_distance(*adm.feature_statistics(features["pool3"]), mu_ref, sigma_ref)
@@ -75,7 +81,7 @@ class GenerationEval:
 
 class ReconstructionEval:
     """eval(reconstruct) -> {'eval/rfid', 'eval/psnr', 'eval/ssim'} where reconstruct(device uint8 (b, S, S, 3)) ->
-    host uint8 (B, S', S', 3) global reconstructions (e.g. stage1.reconstruct with the EMA decoder)."""
+    device uint8 (b, S', S', 3) (e.g. stage1.reconstruct_uint8 with the EMA decoder)."""
 
     def __init__(self, config, runtime):
         t = config.train
@@ -100,7 +106,7 @@ class ReconstructionEval:
         batches = inception.global_batches({"image": self._originals}, self.batch, self.runtime.process_index,
                                            self.runtime.process_count)
         for batch in self.runtime.device_batches(batches):
-            recon.append(reconstruct(batch["image"]))
+            recon.append(self.runtime.gather_batch(reconstruct(batch["image"])).numpy())  # sync point: eval only.
         recon = np.concatenate(recon)[:len(self._originals)]
         if recon.shape != self._originals.shape:
             raise ValueError(f"reconstructions {recon.shape} differ in size from the images {self._originals.shape}")

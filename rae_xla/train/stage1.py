@@ -291,17 +291,22 @@ class Stage1Task:
         if self.reconstruction_eval is None:
             return {}
         tr = self.training
-        return self.reconstruction_eval(lambda images: reconstruct(self.runtime, tr.rae, tr.ema_decoder, images))
+        return self.reconstruction_eval(lambda images: reconstruct_uint8(tr.rae, tr.ema_decoder, images))
 
 
 @torch.no_grad()
 def reconstruct(runtime, rae: RAE, decoder: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
     """uint8 (N, S, S, 3) device images -> uint8 (N, S', S', 3) host reconstructions (clamped, truncated as in the
     official stage1_sample scripts). No noise: the RAE is in eval mode."""
+    return runtime.to_host(reconstruct_uint8(rae, decoder, images)).numpy()  # sync point: previews only.
+
+
+@torch.no_grad()
+def reconstruct_uint8(rae: RAE, decoder: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S, 3) -> uint8 (N, S', S', 3) reconstructions on the images' device."""
     x = images.permute(0, 3, 1, 2).float() / 255.0
     out = rae.decode(rae.encode(x), decoder=decoder).clamp(0, 1)
-    out = (out * 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return runtime.to_host(out).numpy()  # sync point: previews only.
+    return (out * 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def preview_images(data_cfg, count: int) -> np.ndarray:
