@@ -7,8 +7,8 @@
 
 For each phase (recon; + discriminator update; + GAN loss with the adaptive weight) it runs one step (compile),
 `--warmup` steps, then `--steps` timed steps bracketed by `runtime.wait()`, on random uint8 images placed on
-the devices before timing (`--steps 0`: build and place only, report the sizes). Reported per phase: step time, images/s/device, graphs compiled; overall: training
-FLOPs per image (decoder fwd+bwd + encoder), and the bytes per device of the trainable state (decoder and
+the devices before timing (`--steps 0`: build and place only, report the sizes). Reported per phase: step
+time, images/s/device, graphs compiled; overall: training FLOPs per image (decoder fwd+bwd + encoder), and the bytes per device of the trainable state (decoder and
 discriminator heads, their AdamW moments, the EMA) vs a replicated copy, from each tensor's actual layout.
 
 `--encoder_stand_in` replaces the frozen DINOv2-B by a 768-channel patch projection of the same token grid (no
@@ -37,6 +37,8 @@ import throughput
 from throughput import local_bytes
 
 _STAND_IN = flags.DEFINE_bool("encoder_stand_in", False, "Replace the encoder by a 768-d patch projection.")
+_PLAN = flags.DEFINE_list("plan_fsdp", [], "Only report the planned bytes per device of decoder + heads + AdamW + "
+                          "EMA for these fsdp sizes (models built on the meta device: no memory, no devices).")
 
 _NOMINAL_STEPS_PER_EPOCH = 2502  # ImageNet-1k at global batch 512; only the LR schedule reads it.
 
@@ -107,7 +109,7 @@ def benchmark(config, *, steps: int, warmup: int, stand_in: bool) -> dict:
         sums = loop.zero_scalars(step_lib.SUM_KEYS, runtime.device)
         phases, step = {}, 0
         for phase, name in enumerate(step_lib.PHASE_NAMES if steps > 0 else ()):  # --steps 0: sizes only.
-            fn = training.step_fns[phase]
+            fn = training.step_fns[(training.settings.perceptual_weight > 0, phase)]  # With LPIPS.
             before = runtime.compile_stats().get("graphs")
             started = time.perf_counter()
             for _ in range(1 + warmup):
@@ -142,19 +144,51 @@ def benchmark(config, *, steps: int, warmup: int, stand_in: bool) -> dict:
         runtime.close()
 
 
+def planned_bytes(config, fsdp_sizes: list[int]) -> dict:
+    """Bytes per device of the trainable state under the runtime's sharding plan (runtime.sharding), per fsdp size.
+
+    Trainable params + AdamW's two moments (same layout as their parameter) + the decoder's EMA, fp32; what
+    `plan_param_sharding` shards on 'fsdp' is divided by the fsdp size, the rest is replicated.
+    """
+    from rae_xla.models.discriminator import build_discriminator
+    from rae_xla.runtime import sharding
+    g = config.stage1
+    with torch.device("meta"):
+        decoder = stand_in_rae(config).decoder if config.rae.encoder == "dinov2" else None
+        arch = dict(g.disc_arch, dino_ckpt_path="random")
+        disc = build_discriminator(arch, recipe=stage1._disc_recipe(g))
+    tensors = [(f"decoder.{n}", p.shape) for n, p in decoder.named_parameters()]
+    tensors += [(f"disc.{n}", p.shape) for n, p in disc.named_parameters() if p.requires_grad]
+    out = {}
+    for size in fsdp_sizes:
+        plan = sharding.plan_param_sharding(tensors, strategy=config.runtime.param_sharding,
+                                            rules=config.runtime.sharding_rules, mesh_shape={"data": 1, "fsdp": size})
+        per_device = replicated = ema = 0
+        for name, shape in tensors:
+            n = 4 * int(torch.Size(shape).numel())
+            local = n // size if any(axis is not None for axis in plan[name]) else n
+            per_device += 3 * local  # Param + exp_avg + exp_avg_sq.
+            replicated += 3 * n
+            ema += local if name.startswith("decoder.") else 0
+        out[size] = {"state_bytes_per_device": per_device, "state_replicated_bytes": replicated,
+                     "ema_bytes_per_device": ema, "trainable_params": sum(int(torch.Size(s).numel()) for _, s in tensors)}
+    return out
+
+
 def markdown(result: dict, command: str) -> str:
     lines = [f"## stage 1, {result['decoder']}, {result['backend']} x{result['num_devices']} "
              f"(mesh {result['mesh']}, {result['param_sharding']}, {result['precision']})", "",
              f"`{command}`", "", f"- Commit: {provenance.commit()}; machine: {provenance.machine()}, torch "
              f"{torch.__version__}", "",
-             "| phase | step s | images/s/device | graphs (first+warm-up) | graphs while timing |", "|---|---|---|---|---|"]
+             "| phase | step s | images/s/device | graphs (first+warm-up) | graphs while timing |",
+             "|---|---|---|---|---|"]
     for name, p in result["phases"].items():
         lines.append(f"| {name} | {p['step_seconds']:.3f} | {p['images_per_sec_per_device']:.3f} | "
                      f"{p['graphs_compiled']} | {p['graphs_compiled_while_timing']} |")
     gib = 2 ** 30
     lines += ["", f"trainable params {result['trainable_params']:,}; state (params + AdamW) per device "
-              f"{result['state_bytes_per_device'] / gib:.3f} GiB vs replicated {result['state_replicated_bytes'] / gib:.3f}"
-              f" GiB; EMA per device {result['ema_bytes_per_device'] / gib:.3f} GiB; compiled graphs total "
+              f"{result['state_bytes_per_device'] / gib:.3f} GiB vs replicated "
+              f"{result['state_replicated_bytes'] / gib:.3f} GiB; EMA per device {result['ema_bytes_per_device'] / gib:.3f} GiB; compiled graphs total "
               f"{result['compiled_graphs_total']}; training FLOPs/image {result['flops_per_image']:.3e}", ""]
     return "\n".join(lines)
 
@@ -162,6 +196,9 @@ def markdown(result: dict, command: str) -> str:
 def main(argv):
     del argv
     config = throughput._CONFIG.value
+    if _PLAN.value:
+        print(json.dumps(planned_bytes(config, [int(v) for v in _PLAN.value]), indent=2))
+        return
     result = benchmark(config, steps=throughput._STEPS.value, warmup=throughput._WARMUP.value,
                        stand_in=_STAND_IN.value)
     print(json.dumps(result, indent=2))

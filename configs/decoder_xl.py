@@ -46,7 +46,8 @@ def get_config(arg=None):
     config.stage1 = config_lib.stage1_block(
         disc_lr_schedule=dict(type="cosine", base_lr=2e-4, final_lr=2e-5, warmup_epochs=1.0,
                               decay_end_epoch=16.0, warmup_from_zero=True, unit="epoch"))
-    config.stage1.disc_arch.dino_ckpt_path = f"gs://{config_lib.PLACEHOLDER}/RAE-collections/discs/dino_vit_small_patch8_224.pth"
+    released = f"gs://{config_lib.PLACEHOLDER}/RAE-collections"
+    config.stage1.disc_arch.dino_ckpt_path = f"{released}/discs/dino_vit_small_patch8_224.pth"
     config.train = config_lib.train_block(
         global_batch_size=512, epochs=a.epochs, clip_grad=0.0, ema_decay=0.9978, log_every=100,
         checkpoint_every=2500, sample_every=2500, num_sample_images=4,

@@ -297,6 +297,7 @@ def stage1_block(**overrides: Any) -> ml_collections.ConfigDict:
         perceptual_weight=1.0,  # LPIPS weight; 0 = no LPIPS (the network is then not built).
         lpips_vgg_path="",  # torchvision vgg16 ImageNet weights (.pth); '' = torchvision's cache.
         lpips_random_backbone=False,  # True: a seeded random VGG16 (quickstart/tests only, no downloads).
+        lpips_start=0.0,  # LPIPS joins the loss from here (official: epoch 0).
         disc_weight=0.75,
         max_d_weight=1e4,  # Clamp of the adaptive weight.
         disc_upd_start=6.0,  # Discriminator updates from here ...
@@ -415,6 +416,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _one_of(g.start_unit, ("epoch", "step"), "stage1.start_unit")
         _one_of(g.disc_loss, ("hinge", "vanilla"), "stage1.disc_loss")
         _one_of(g.gen_loss, ("vanilla",), "stage1.gen_loss")
+        _require(g.lpips_start >= 0, f"stage1.lpips_start={g.lpips_start} must be >= 0")
         _require(g.disc_start >= g.disc_upd_start, f"stage1.disc_start={g.disc_start} must be >= "
                  f"stage1.disc_upd_start={g.disc_upd_start} (the GAN loss needs a discriminator that is trained)")
         _require(g.perceptual_weight >= 0 and g.disc_weight >= 0, "stage1.perceptual_weight and disc_weight must be >= 0")

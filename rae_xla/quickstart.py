@@ -41,8 +41,7 @@ def run(config, workdir: str, runtime) -> None:
     stats_cfg.job = "stats"
     stats_cfg.seed = config.seed
     stats_cfg.runtime = config.runtime
-    stats_cfg.data = ml_collections.ConfigDict(dict(s2.data.to_dict(), synthetic_num_images=s2.data.synthetic_num_images,
-                                                    num_workers=0))
+    stats_cfg.data = ml_collections.ConfigDict(dict(s2.data.to_dict(), num_workers=0))  # Stage 2's images.
     stats_cfg.rae = ml_collections.ConfigDict(dict(s1.rae.to_dict(), **trained_rae, stats="", noise_tau=0.0))
     stats_cfg.stats = config_lib.stats_block(global_batch_size=s2.train.global_batch_size, log_every=1000)
     _run_part(latent_stats.run, stats_cfg, root / "stats", runtime)

@@ -14,7 +14,9 @@ from tests.conftest import REPO, run_python
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 VARIANTS = {"ditdh_xl.py": ["", "res=512"], "ditdh_s.py": ["", "res=512,epochs=14"],
-            "lightningdit_xl.py": ["", "res=512"], "quickstart.py": ["", "steps=10,batch=8"], "info.py": [""]}
+            "lightningdit_xl.py": ["", "res=512"], "quickstart.py": ["", "steps=10,batch=8", "part=stage1", "part=all"],
+            "info.py": [""], "decoder_xl.py": ["", "res=512", "encoder=siglip2", "encoder=mae,decoder=ViT-L"],
+            "stats.py": ["", "runlocal"]}
 
 
 def load(path, arg=""):
@@ -33,6 +35,8 @@ def with_local_paths(config, tmp_path):
     if "rae" in config:
         config.rae.decoder_weights = ""
         config.rae.stats = ""
+    if "stage1" in config:
+        config.stage1.disc_arch.dino_ckpt_path = "random"
     return config
 
 

@@ -16,7 +16,6 @@ Deliberate differences from the official trainer (REFERENCE §5.4, §5.7, §12):
   token-space noise because stage 1 has no latent statistics (the config refuses stats);
 - fp16 is not offered (the official fp16 path raises NameError); bf16 autocast covers decoder, LPIPS and
   discriminator, the adaptive weight is computed outside autocast as in the official code;
-- LPIPS runs from step 0 (official lpips_start = epoch 0; other starts are not offered);
 - checkpoints are taken every `train.checkpoint_every` steps (official: at the start of each epoch).
 """
 from __future__ import annotations
@@ -63,8 +62,8 @@ class Training:
     disc_optimizer: torch.optim.Optimizer
     lr_at: Any  # step -> generator LR.
     disc_lr_at: Any  # step -> discriminator LR (its schedule starts at disc_upd_start).
-    phase_starts: tuple[int, int]  # (first step with disc updates, first step with the GAN loss).
-    step_fns: tuple  # One compiled step per phase (RECON, DISC, GAN).
+    phase_starts: tuple[int, int, int]  # First step with (LPIPS, discriminator updates, the GAN loss).
+    step_fns: dict  # (use_lpips, phase) -> compiled step; a run calls at most four of them.
     settings: step_lib.Stage1Settings
     flops_per_image: int
 
@@ -75,8 +74,13 @@ class Training:
                 "disc": self.disc, "disc_optim": (self.disc, self.disc_optimizer)}
 
     def phase(self, step: int) -> int:
-        disc_upd, gan = self.phase_starts
+        _, disc_upd, gan = self.phase_starts
         return step_lib.GAN if step >= gan else step_lib.DISC if step >= disc_upd else step_lib.RECON
+
+    def step_fn(self, step: int):
+        """The compiled step for `step` (chosen on the host: no recompile inside a phase)."""
+        use_lpips = self.settings.perceptual_weight > 0 and step >= self.phase_starts[0]
+        return self.step_fns[(use_lpips, self.phase(step))]
 
 
 def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = None) -> Training:
@@ -121,8 +125,8 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
         disc_schedule = schedules.make_schedule(g.disc_lr_schedule, steps_per_epoch)
     except ValueError as e:
         raise config_lib.ConfigError(f"train.lr_schedule / stage1.disc_lr_schedule: {e}") from e
-    phase_starts = (_to_step(g.disc_upd_start, g.start_unit, steps_per_epoch),
-                    _to_step(g.disc_start, g.start_unit, steps_per_epoch))
+    phase_starts = tuple(_to_step(start, g.start_unit, steps_per_epoch)
+                         for start in (g.lpips_start, g.disc_upd_start, g.disc_start))
 
     settings = step_lib.Stage1Settings(
         latent_shape=tuple(rae.latent_shape), noise_tau=float(config.rae.noise_tau),
@@ -137,13 +141,16 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
         disc_params=disc_params, optimizer=optimizer, disc_optimizer=disc_optimizer,
         autocast=lambda: runtime.autocast(config.runtime.precision), reduce_grad=_grad_averager(runtime),
         average_disc_grads=average_disc_grads, settings=settings)
-    # One function per phase, each compiled once (2 graphs: the first call also creates the optimizer state).
-    step_fns = tuple(runtime.compile_step(step_lib.make_train_step(phase=phase, **common),
-                                          name=f"stage1_{step_lib.PHASE_NAMES[phase]}", max_graphs=2)
-                     for phase in (step_lib.RECON, step_lib.DISC, step_lib.GAN))
+    # One function per (LPIPS on/off, phase); only those a run reaches are ever traced and compiled (at most 4,
+    # each once: max_graphs=2 allows the compiler's separate first call when the optimizer state is still lazy).
+    step_fns = {(use_lpips, phase): runtime.compile_step(
+        step_lib.make_train_step(phase=phase, use_lpips=use_lpips, **common),
+        name=f"stage1_{step_lib.PHASE_NAMES[phase]}{'_lpips' if use_lpips else ''}", max_graphs=2)
+        for use_lpips in ((False, True) if lpips is not None else (False,))
+        for phase in (step_lib.RECON, step_lib.DISC, step_lib.GAN)}
     return Training(rae=rae, decoder=decoder, ema_decoder=ema_decoder, disc=disc, optimizer=optimizer,
                     disc_optimizer=disc_optimizer, lr_at=lr_at,
-                    disc_lr_at=lambda step: disc_schedule(max(step - phase_starts[0], 0)),
+                    disc_lr_at=lambda step: disc_schedule(max(step - phase_starts[1], 0)),
                     phase_starts=phase_starts, step_fns=step_fns, settings=settings, flops_per_image=flops_per_image)
 
 
@@ -267,7 +274,7 @@ class Stage1Task:
         loop.set_lr(tr.disc_optimizer, tr.disc_lr_at(step))
         if not tr.settings.host_rng:
             self.runtime.seed(self.config.seed * 1_000_003 + step)  # Randomness is a function of the step.
-        return tr.step_fns[tr.phase(step)](batch, sums)
+        return tr.step_fn(step)(batch, sums)
 
     def scalars(self, values: dict[str, float], steps: int) -> dict[str, float]:
         return step_lib.window_scalars(values, steps)
@@ -275,7 +282,7 @@ class Stage1Task:
     def host_scalars(self, step: int) -> dict[str, float]:
         tr = self.training
         out = {"lr/generator": tr.lr_at(step - 1), "phase": float(tr.phase(step - 1))}
-        if step - 1 >= tr.phase_starts[0]:
+        if step - 1 >= tr.phase_starts[1]:
             out["lr/discriminator"] = tr.disc_lr_at(step - 1)
         return out
 

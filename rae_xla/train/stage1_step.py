@@ -5,6 +5,7 @@ Three phases, each ONE function compiled once (XLA), chosen on the host from the
   RECON (0)  generator step with L1 + perceptual_weight * LPIPS;
   DISC  (1)  + a discriminator update after the generator step (from `disc_upd_start`);
   GAN   (2)  + the GAN loss in the generator step with the adaptive weight (from `disc_start`).
+LPIPS joins at `lpips_start` (official default: step 0), so a run has at most four distinct steps.
 The adaptive weight's two gradients w.r.t. `decoder_pred.weight` are taken with autograd inside the graph.
 Nothing is read on the host: metrics leave as running device sums, read by the loop at log intervals.
 
@@ -31,7 +32,7 @@ PHASE_NAMES = ("recon", "disc", "gan")
 DIFFAUG_DRAWS = 7  # Per-sample uniforms of DiffAug: translation (2), colour (3), cutout (2).
 AUG_STREAMS = ("gen", "fake", "real")  # generator fake, discriminator fake, discriminator real.
 SUM_KEYS = ("total_sum", "recon_sum", "lpips_sum", "gan_sum", "disc_sum", "accuracy_sum", "weight_sum",
-            "logits_real_sum", "logits_fake_sum", "gan_steps", "disc_steps", "nonfinite")
+            "logits_real_sum", "logits_fake_sum", "lpips_steps", "gan_steps", "disc_steps", "nonfinite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,13 +109,13 @@ def _adaptive_weight(recon_total: torch.Tensor, gan_loss: torch.Tensor, last_lay
     return torch.clamp(weight, 0.0, max_d_weight).detach()
 
 
-def make_train_step(*, phase: int, rae: nn.Module, decoder: nn.Module, decoder_params: list[torch.Tensor],
+def make_train_step(*, phase: int, use_lpips: bool, rae: nn.Module, decoder: nn.Module, decoder_params: list[torch.Tensor],
                     last_layer_weight: torch.Tensor, ema_pairs: tuple[list, list], lpips: nn.Module | None,
                     disc: nn.Module, disc_params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
                     disc_optimizer: torch.optim.Optimizer, autocast: Callable[[], contextlib.AbstractContextManager],
                     reduce_grad: Callable[[torch.Tensor], torch.Tensor] | None, average_disc_grads: Callable[[], None],
                     settings: Stage1Settings) -> Callable:
-    """Returns `step(batch, sums) -> sums` for `phase` (RECON, DISC or GAN).
+    """Returns `step(batch, sums) -> sums` for `phase` (RECON, DISC or GAN), with LPIPS if `use_lpips`.
 
     rae: the RAE on the device in eval mode (frozen encoder; `rae.decode(z, decoder=...)` decodes with the
       trainable, possibly wrapped `decoder`). lpips: LPIPS module on [-1, 1] inputs, or None when
@@ -144,7 +145,7 @@ def make_train_step(*, phase: int, rae: nn.Module, decoder: nn.Module, decoder_p
         with autocast():
             recon = rae.decode(noisy, decoder=decoder).float()  # (B, 3, S', S') roughly in [0, 1]
             recon_loss = (recon - images).abs().mean()
-            lpips_loss = (lpips(real, recon * 2 - 1).mean().float() if lpips is not None
+            lpips_loss = (lpips(real, recon * 2 - 1).mean().float() if use_lpips
                           else torch.zeros((), device=device))
         recon_total = recon_loss + s.perceptual_weight * lpips_loss
         zero = torch.zeros((), device=device)
@@ -184,6 +185,7 @@ def make_train_step(*, phase: int, rae: nn.Module, decoder: nn.Module, decoder_p
         new = {"total_sum": total, "recon_sum": recon_loss.detach(), "lpips_sum": lpips_loss.detach(),
                "gan_sum": gan_loss.detach(), "disc_sum": d_loss.detach(), "accuracy_sum": accuracy,
                "weight_sum": weight, "logits_real_sum": logits_real_mean, "logits_fake_sum": logits_fake_mean,
+               "lpips_steps": torch.full((), float(use_lpips), device=device),
                "gan_steps": torch.full((), float(phase >= GAN), device=device),
                "disc_steps": torch.full((), float(phase >= DISC), device=device),
                "nonfinite": (~torch.isfinite(total + d_loss.detach())).float()}
@@ -193,10 +195,11 @@ def make_train_step(*, phase: int, rae: nn.Module, decoder: nn.Module, decoder_p
 
 
 def window_scalars(values: dict[str, float], steps: int) -> dict[str, float]:
-    """Metric scalars from the summed values over `steps` steps (GAN/discriminator terms averaged over the steps
-    where they ran; absent before their phase)."""
-    out = {"loss/total": values["total_sum"] / steps, "loss/recon": values["recon_sum"] / steps,
-           "loss/lpips": values["lpips_sum"] / steps}
+    """Metric scalars from the summed values over `steps` steps (LPIPS/GAN/discriminator terms averaged over the
+    steps where they ran; absent before they start)."""
+    out = {"loss/total": values["total_sum"] / steps, "loss/recon": values["recon_sum"] / steps}
+    if values["lpips_steps"] > 0:
+        out["loss/lpips"] = values["lpips_sum"] / values["lpips_steps"]
     if values["gan_steps"] > 0:
         n = values["gan_steps"]
         out.update({"loss/gan": values["gan_sum"] / n, "disc/weight": values["weight_sum"] / n})

@@ -32,7 +32,8 @@ def args(workdir, data_dir, *overrides, steps=STEPS):
             f"--workdir={workdir}", f"--config.data.data_dir={data_dir}", "--config.data.synthetic_num_images=64",
             "--config.data.num_workers=0", "--config.train.log_every=1", "--config.train.checkpoint_every=2",
             f"--config.train.sample_every={steps}", "--config.train.num_sample_images=4",
-            "--config.stage1.disc_upd_start=2", "--config.stage1.disc_start=4", "--config.runtime.rng=host",
+            "--config.stage1.lpips_start=0", "--config.stage1.disc_upd_start=2", "--config.stage1.disc_start=4",
+            "--config.runtime.rng=host",
             *overrides]
 
 
