@@ -285,6 +285,16 @@ def train_block(**overrides: Any) -> ml_collections.ConfigDict:
         keep_checkpoints=3,
         sample_every=10000,  # 0: no preview grids.
         num_sample_images=8,
+        # In-training evaluation (rae_xla/eval/in_training.py) every eval_every steps (0 = off), logged as eval/*:
+        # stage 2: FID of eval_num_images EMA samples (balanced labels) against eval_reference (an ADM npz, e.g.
+        # VIRTUAL_imagenet256_labeled.npz); stage 1: rFID / PSNR / SSIM of EMA reconstructions of the first
+        # eval_num_images images of data split eval_split.
+        eval_every=0,
+        eval_num_images=10000,
+        eval_batch_size=256,  # Global batch of the evaluation (a multiple of the device count).
+        eval_reference="",
+        eval_split="validation",
+        eval_inception_weights="",  # '' = torch-fidelity's download/cache.
         init_from="",  # A released stage2_model.pt (local or gs://) to warm-start from.
         # pos_embed and t_embedder.W: frozen as in the XLA trainer behind the released checkpoints; True = the
         # official main-branch trainer, which unfreezes them.
@@ -494,6 +504,13 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _require(t.checkpoint_write_threads >= 1,
                  f"train.checkpoint_write_threads={t.checkpoint_write_threads} must be >= 1")
         _require(t.sample_every >= 0, f"train.sample_every={t.sample_every} must be >= 0 (0 = no previews)")
+        _require(t.eval_every >= 0, f"train.eval_every={t.eval_every} must be >= 0 (0 = no in-training evaluation)")
+        if t.eval_every:
+            _require(t.eval_num_images >= 2, "train.eval_num_images must be >= 2 (FID needs a covariance)")
+            _check_eval_batch(t.eval_batch_size, "train.eval_batch_size", mesh, process_count)
+            _require(config.job != "train_stage2" or bool(t.eval_reference),
+                     "train.eval_every > 0 needs train.eval_reference (an ADM reference npz, e.g. "
+                     "VIRTUAL_imagenet256_labeled.npz)")
         _require(t.max_steps > 0 or t.epochs > 0, "set train.epochs > 0 or train.max_steps > 0")
         _require(0.0 <= t.ema_decay <= 1.0, f"train.ema_decay={t.ema_decay} must be in [0, 1]")
         if "wandb" in t:
@@ -572,9 +589,6 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
             path = config.eval[field]
             _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
                      f"eval.{field}={path!r} does not exist; give a local file, or ''")
-        if config.job == "evaluate":
-            for field in ("samples", "reference"):
-                _require(bool(config.eval[field]), f"eval.{field} is empty; e.g. --config.eval.{field}=path/to/file.npz")
     if "data" in config:
         from rae_xla import data  # Deferred: tfds imports take ~2 s.
         try:

@@ -47,6 +47,11 @@ def with_local_paths(config, tmp_path):
     return config
 
 
+# Evaluation and statistics configs (rae_xla/eval/).
+VARIANTS.update({"evaluate.py": ["", "mode=reconstruction"], "reference_stats.py": ["", "res=512"],
+                 "stats.py": ["", "runlocal", "res=512"]})
+
+
 def test_every_config_file_has_variants_listed():
     assert {os.path.basename(p) for p in CONFIG_FILES} == set(VARIANTS)
 

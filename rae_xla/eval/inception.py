@@ -68,21 +68,26 @@ def build_inception(weights: str = "") -> InceptionFeatures:
 # Running it over a set of images on the runtime: fixed global batches sharded over every device and host.
 
 
-def global_batches(images: np.ndarray, global_batch_size: int, process_index: int,
+def global_batches(arrays: Mapping[str, np.ndarray], global_batch_size: int, process_index: int,
                    process_count: int) -> Iterator[dict[str, torch.Tensor]]:
-    """This process's rows of fixed-size global batches over uint8 (N, H, W, 3) `images` (an npz array: read
-    lazily, one batch at a time). The last batch is padded with zeros; 'valid' marks real rows."""
+    """This process's rows of fixed-size global batches over equally long arrays (e.g. {'image': uint8
+    (N, H, W, 3)}; npz members are read one batch at a time). The last batch is zero-padded; 'valid' (b,) marks
+    real rows."""
     from rae_xla.data import sampler  # Deferred: the data package imports tfds.
 
     rows = sampler.process_rows(process_index, process_count, global_batch_size)
-    n = len(images)
+    n = len(next(iter(arrays.values())))
+    if any(len(a) != n for a in arrays.values()):
+        raise ValueError(f"arrays of different lengths: { {k: len(a) for k, a in arrays.items()} }")
     for start in range(0, n, global_batch_size):
         index = np.arange(start, start + global_batch_size)[rows]  # Contiguous: process_rows is a slice.
-        valid = index < n
-        batch = np.zeros((len(index), *images.shape[1:]), np.uint8)
         lo, hi = min(int(index[0]), n), min(int(index[-1]) + 1, n)
-        batch[:hi - lo] = images[lo:hi]
-        yield {"image": torch.from_numpy(batch), "valid": torch.from_numpy(valid)}
+        batch = {"valid": torch.from_numpy(index < n)}
+        for name, array in arrays.items():
+            rows_out = np.zeros((len(index), *array.shape[1:]), array.dtype)
+            rows_out[:hi - lo] = array[lo:hi]
+            batch[name] = torch.from_numpy(rows_out)
+        yield batch
 
 
 class FeatureExtractor:
@@ -101,7 +106,11 @@ class FeatureExtractor:
 
     @torch.no_grad()
     def _forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.network(batch["image"].permute(0, 3, 1, 2))
+        out = self.network(batch["image"].permute(0, 3, 1, 2))
+        # The mask comes back as a computed output: an XLA input batch keeps its sharding annotation and cannot
+        # be re-annotated (replicated) for the host copy.
+        out["valid"] = batch["valid"].to(torch.int32)
+        return out
 
     def features(self, host_batches: Iterable[Mapping[str, torch.Tensor]], *, total: int | None = None,
                  log_every: int = 50) -> dict[str, np.ndarray]:
@@ -109,9 +118,9 @@ class FeatureExtractor:
         done = 0
         for i, batch in enumerate(self.runtime.device_batches(host_batches)):
             out = self._step(batch)
-            valid = self.runtime.gather_to_host(batch["valid"]).numpy()
+            valid = self.runtime.gather_batch(out["valid"]).numpy().astype(bool)
             for name in FEATURES:  # sync point: features are consumed on the host.
-                parts[name].append(self.runtime.gather_to_host(out[name]).numpy()[valid])
+                parts[name].append(self.runtime.gather_batch(out[name]).numpy()[valid])
             done += int(valid.sum())
             if log_every and i % log_every == 0:
                 logging.info("inception: %d%s images", done, f"/{total}" if total else "")
@@ -120,5 +129,5 @@ class FeatureExtractor:
 
     def features_of_array(self, images: np.ndarray, global_batch_size: int) -> dict[str, np.ndarray]:
         """Features of uint8 (N, H, W, 3) images (e.g. an npz's arr_0), split into fixed global batches."""
-        return self.features(global_batches(images, global_batch_size, self.runtime.process_index,
+        return self.features(global_batches({"image": images}, global_batch_size, self.runtime.process_index,
                                             self.runtime.process_count), total=len(images))

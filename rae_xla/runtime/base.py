@@ -69,10 +69,10 @@ class Runtime(abc.ABC):
         replicated, since no host can read another host's shards."""
         return tensor.cpu()
 
-    def gather_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The GLOBAL batch's rows of a batch-sharded device tensor, on the host of every process, in global row
-        order (sync point; evaluation only). XLA: `to_host` (the SPMD tensor already is the global batch);
-        torchrun: an all-gather of every rank's rows (rank-major, which is the loaders' global order)."""
+    def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The whole global batch of a device tensor whose dim 0 is split over the processes (the rows each
+        process fed through `device_batches`), on the host of every process, in global row order (sync point).
+        SPMD tensors already span the global batch; torchrun ranks all-gather their rows."""
         return self.to_host(tensor)
 
     def unwrap(self, model: nn.Module) -> nn.Module:

@@ -87,6 +87,13 @@ class TorchRuntime(Runtime):
                     fully_shard(block)
         return fully_shard(model)
 
+    def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.distributed:
+            return tensor.cpu()
+        parts = [torch.empty_like(tensor) for _ in range(self.process_count)]
+        dist.all_gather(parts, tensor.contiguous())  # Rank r holds rows [r*b, (r+1)*b) of the global batch.
+        return torch.cat(parts).cpu()
+
     def unwrap(self, model: nn.Module) -> nn.Module:
         return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -94,14 +101,6 @@ class TorchRuntime(Runtime):
         pin = self.kind == "cuda"
         for batch in host_batches:
             yield {k: (v.pin_memory() if pin else v).to(self.device, non_blocking=pin) for k, v in batch.items()}
-
-    def gather_to_host(self, tensor: torch.Tensor) -> torch.Tensor:
-        if not self.distributed:
-            return tensor.cpu()
-        local = tensor.to(torch.uint8) if tensor.dtype == torch.bool else tensor.contiguous()  # gloo has no bool.
-        parts = [torch.empty_like(local) for _ in range(self.process_count)]
-        dist.all_gather(parts, local)  # Equal row counts: every rank loads G / P rows.
-        return torch.cat(parts).to(tensor.dtype).cpu()
 
     # --- The step ------------------------------------------------------------------------------------------------
 

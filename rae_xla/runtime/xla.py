@@ -124,6 +124,13 @@ class XlaRuntime(Runtime):
         xs.mark_sharding(tensor, self.mesh, (None,) * tensor.ndim)  # Replicated: every host holds all of it.
         return tensor.cpu()
 
+    def gather_batch(self, tensor: torch.Tensor) -> torch.Tensor:
+        # A batch-sharded tensor that holds device data (a loader batch, a compiled step's output) keeps its
+        # sharding annotation, and re-annotating it as replicated fails ("Existing annotation must be cleared
+        # first"); a trivial op makes a fresh IR tensor that can be replicated (one small cached graph per shape).
+        fresh = tensor.to(torch.uint8) + 0 if tensor.dtype == torch.bool else tensor + 0
+        return self.to_host(fresh).to(tensor.dtype)
+
     # --- The step ------------------------------------------------------------------------------------------------
 
     def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:

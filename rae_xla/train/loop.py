@@ -61,6 +61,9 @@ class Task(Protocol):
     def preview(self, step: int) -> dict[str, np.ndarray]:
         """{name: uint8 (N, H, W, 3)} on the host, every `train.sample_every` steps ({} for none)."""
 
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Evaluation scalars (e.g. {'eval/fid_10k': ...}) every `train.eval_every` steps (rae_xla/eval/in_training)."""
+
 
 def run_length(config) -> tuple[int, int]:
     """(steps per epoch, total steps) from the dataset size and `config.train` (max_steps or epochs)."""
@@ -143,6 +146,8 @@ class TrainLoop:
                     self._save(step, sums)
                 if t.sample_every and (step % t.sample_every == 0 or step == self.total_steps):
                     self._preview(step)
+                if t.eval_every and (step % t.eval_every == 0 or step == self.total_steps):
+                    self._evaluate(step)
                 if stop:
                     logging.warning("Stopped by SIGTERM after step %d (checkpoint saved).", step)
                     return True
@@ -234,6 +239,12 @@ class TrainLoop:
             for name, images in grids.items():
                 previews.save_grid(images, epath.Path(self.workdir) / name / f"step_{step:08d}.png")
             self.writer.write_images(step, grids)
+
+    def _evaluate(self, step: int) -> None:
+        scalars = self.task.evaluate(step)  # Every process runs it (the work is sharded); process 0 writes.
+        if self.runtime.is_main and scalars:
+            logging.info("eval at step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+            self.writer.write_scalars(step, scalars)
 
 
 def zero_scalars(names, device: torch.device) -> dict[str, torch.Tensor]:

@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from rae_xla import config as config_lib
 from rae_xla import data
+from rae_xla.eval import in_training
 from rae_xla.losses.lpips import LPIPS
 from rae_xla.models import flops
 from rae_xla.models.discriminator import build_discriminator
@@ -255,6 +256,7 @@ class Stage1Task:
         self.flops_per_image = training.flops_per_image
         self.preview_images = preview_images(config.data, config.train.num_sample_images)  # uint8 (N, S, S, 3)
         self.preview_device = torch.from_numpy(self.preview_images).to(runtime.device)  # Replicated.
+        self.reconstruction_eval = in_training.ReconstructionEval(config, runtime) if config.train.eval_every else None
 
     def zero_sums(self) -> dict:
         return loop.zero_scalars(step_lib.SUM_KEYS, self.runtime.device)
@@ -290,15 +292,28 @@ class Stage1Task:
         recon = reconstruct(self.runtime, self.training.rae, self.training.ema_decoder, self.preview_device)
         return {"reconstructions": side_by_side(self.preview_images, recon)}
 
+    def evaluate(self, step: int) -> dict:
+        """rFID / PSNR / SSIM of EMA reconstructions of held-out images (rae_xla/eval/in_training.py)."""
+        del step
+        if self.reconstruction_eval is None:
+            return {}
+        tr = self.training
+        return self.reconstruction_eval(lambda images: reconstruct_uint8(tr.rae, tr.ema_decoder, images))
+
 
 @torch.no_grad()
 def reconstruct(runtime, rae: RAE, decoder: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
     """uint8 (N, S, S, 3) device images -> uint8 (N, S', S', 3) host reconstructions (clamped, truncated as in the
     official stage1_sample scripts). No noise: the RAE is in eval mode."""
+    return runtime.to_host(reconstruct_uint8(rae, decoder, images)).numpy()  # sync point: previews only.
+
+
+@torch.no_grad()
+def reconstruct_uint8(rae: RAE, decoder: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, S, S, 3) -> uint8 (N, S', S', 3) reconstructions on the images' device."""
     x = images.permute(0, 3, 1, 2).float() / 255.0
     out = rae.decode(rae.encode(x), decoder=decoder).clamp(0, 1)
-    out = (out * 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return runtime.to_host(out).numpy()  # sync point: previews only.
+    return (out * 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def preview_images(data_cfg, count: int) -> np.ndarray:

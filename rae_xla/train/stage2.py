@@ -18,6 +18,7 @@ import torch
 
 from rae_xla import config as config_lib
 from rae_xla import flow
+from rae_xla.eval import in_training
 from rae_xla.models import flops
 from rae_xla.models.rae import RAE
 from rae_xla.train import build
@@ -146,6 +147,9 @@ class _Stage2Task:
         self.preview_inputs = {k: v.to(runtime.device) for k, v in previews.preview_inputs(  # Replicated.
             config.seed, config.train.num_sample_images, self.settings.latent_shape,
             config.model.num_classes).items()}
+        self.generation_eval = in_training.GenerationEval(
+            config, runtime, latent_shape=self.settings.latent_shape, alpha=self.settings.alpha,
+            decode=training.rae.decode) if config.train.eval_every else None
 
     def zero_sums(self) -> dict:
         return zero_sums(self.runtime.device)
@@ -175,3 +179,8 @@ class _Stage2Task:
         return {"samples": previews.sample_images(
             self.runtime, self.training.ema_model, self.training.rae.decode, self.preview_inputs,
             sample_cfg=self.config.sample, alpha=self.settings.alpha, num_classes=self.config.model.num_classes)}
+
+    def evaluate(self, step: int) -> dict:
+        """FID-N of the EMA model against train.eval_reference (rae_xla/eval/in_training.py)."""
+        del step
+        return self.generation_eval(self.training.ema_model) if self.generation_eval else {}

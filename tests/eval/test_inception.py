@@ -63,11 +63,11 @@ def test_pool3_and_sfid_features_match_the_reference_torchscript(run):
 
 def test_global_batches_pad_and_slice_per_process():
     images = np.arange(5 * 2 * 2 * 3, dtype=np.uint8).reshape(5, 2, 2, 3)
-    batches = list(inception.global_batches(images, global_batch_size=4, process_index=1, process_count=2))
+    batches = list(inception.global_batches({"image": images}, global_batch_size=4, process_index=1, process_count=2))
     assert len(batches) == 2
     np.testing.assert_array_equal(batches[0]["image"].numpy(), images[2:4])
     assert batches[1]["valid"].tolist() == [False, False]
     assert batches[1]["image"].shape == (2, 2, 2, 3)
-    first = list(inception.global_batches(images, 4, 0, 2))[1]
+    first = list(inception.global_batches({"image": images}, 4, 0, 2))[1]
     assert first["valid"].tolist() == [True, False]
     np.testing.assert_array_equal(first["image"].numpy()[0], images[4])
