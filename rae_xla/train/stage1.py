@@ -45,7 +45,7 @@ def run(config, workdir: str, runtime) -> bool:
     t = config.train
     steps_per_epoch, total_steps = loop.run_length(config)
     training = build_training(config, runtime, steps_per_epoch)
-    checkpoints = loop.open_checkpoints(workdir, runtime, keep=t.keep_checkpoints)
+    checkpoints = loop.open_checkpoints(workdir, runtime, keep=t.keep_checkpoints, **loop.checkpoint_options(t))
     start_step = loop.resume(checkpoints, training.state)
     return loop.TrainLoop(config=config, workdir=workdir, runtime=runtime, task=Stage1Task(config, runtime, training),
                    checkpoints=checkpoints, steps_per_epoch=steps_per_epoch, total_steps=total_steps).run(start_step)
