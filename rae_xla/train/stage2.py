@@ -26,6 +26,7 @@ from rae_xla.models import flops
 from rae_xla.models.rae import RAE
 from rae_xla.train import build
 from rae_xla.train import ema as ema_lib
+from rae_xla.train import optimizer as optimizer_lib
 from rae_xla.train import previews, schedules
 from rae_xla.train.preemption import PreemptionWatcher
 from rae_xla.train.stage2_step import StepSettings, host_draws, make_train_step, zero_sums
@@ -101,8 +102,9 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
     ema_model = runtime.place_frozen(ema_module, like_trainable=True)
     params = [p for p in runtime.unwrap(model).parameters() if p.requires_grad]
     o = t.optimizer
-    optimizer = torch.optim.AdamW(params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
-                                  weight_decay=o.weight_decay)
+    # torch.optim.AdamW's arithmetic and state layout as multi-tensor ops (host time under XLA, issue 10).
+    optimizer = optimizer_lib.ForeachAdamW(params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
+                                           weight_decay=o.weight_decay)
 
     settings = StepSettings(
         latent_shape=latent_shape, alpha=float(alpha), time_dist=config.flow.time_dist, mu=config.flow.mu,
