@@ -20,6 +20,8 @@ import copy
 import torch
 from torch import nn
 
+from rae_xla.train import optimizer as optimizer_lib
+
 
 @torch.no_grad()
 def ema_update_(ema_params: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
@@ -41,8 +43,9 @@ def ema_update_(ema_params: list[torch.Tensor], params: list[torch.Tensor], deca
         # CUDA: two multi-tensor kernels instead of two launches per tensor (378 tensors in DiT^DH-XL).
         # XLA: both forms trace to the same fused graph, but the foreach calls loop in C++, where the Python
         # loop cost ~0.1 s of host time per step (issue 10). Same ops, same rounding as the loop below.
-        torch._foreach_mul_(ema_params, decay)
-        torch._foreach_add_(ema_params, params, alpha=1.0 - decay)
+        # Out of place, then one copy: under XLA an in-place mul_/add_ runs a Python meta function per tensor.
+        optimizer_lib.assign_(ema_params, torch._foreach_add(torch._foreach_mul(ema_params, decay), params,
+                                                             alpha=1.0 - decay))
         return
     # CPU: the per-tensor loop is ~2x faster than foreach (each tensor is still in cache for the add;
     # benchmarks/results/2026-11-29_cpu-2core_ema_update.md).

@@ -3,8 +3,9 @@
 Why: under torch_xla every optimizer op is traced on the host at every step. torch.optim.AdamW picks its
 per-tensor path for XLA tensors (foreach is only a default on CUDA), i.e. ~10 Python-dispatched ops for each
 of DiT^DH-XL's 378 parameter tensors (~0.8 s of the ~1.9 s host time per step measured in issue 10).
-`ForeachAdamW.step` issues ~14 foreach calls for the whole model instead (the per-tensor loop runs inside
-ATen's C++ foreach fallback) and avoids the ops whose shape functions are Python (lerp, addcmul, addcdiv).
+`ForeachAdamW.step` issues ~15 foreach calls for the whole model instead (the per-tensor loop runs inside
+ATen's C++ foreach fallback), all out of place plus three `_foreach_copy_`: XLA runs a Python meta function
+for every in-place op with an operand (lerp_, addcmul_, add_, mul_ ...), not for copy_ or out-of-place ops.
 
 Same numbers: the arithmetic of torch 2.9's per-tensor path (`_single_tensor_adamw`, capturable=False,
 amsgrad=False, maximize=False) with the same Python-float scalars, operand order kept (only where a kernel
@@ -21,6 +22,17 @@ parameter of a group, advanced once per step instead of once per parameter.
 from __future__ import annotations
 
 import torch
+
+
+@torch.no_grad()
+def assign_(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+    """targets[i].copy_(values[i]) for all i: one foreach call, or a loop for DTensors (FSDP2), which have
+    no `_foreach_copy_` rule in torch 2.9."""
+    if targets and hasattr(targets[0], "full_tensor"):
+        for target, value in zip(targets, values):
+            target.copy_(value)
+        return
+    torch._foreach_copy_(targets, values)
 
 
 class ForeachAdamW(torch.optim.AdamW):
@@ -81,25 +93,24 @@ class ForeachAdamW(torch.optim.AdamW):
             lr = float(lr)
             step_t.add_(1)
             step = float(step_t)  # Host tensor: no device sync.
-            if wd != 0:
-                torch._foreach_mul_(params, 1 - lr * wd)
-            # lerp_, addcmul_ and addcdiv_ have Python meta functions that XLA runs for every tensor at every
-            # step (~60% of torch AdamW's host time in the issue-10 profile); these are their formulas in ops
-            # with C++ shape functions, operand for operand (lerp with weight < 0.5: m + w * (g - m)).
+            # Out-of-place foreach ops, then one foreach copy per state list: in-place ops with an operand
+            # (add_, mul_, lerp_, addcmul_, addcdiv_) run a Python shape/meta function per tensor under XLA
+            # (~0.5 ms each on this box), copy_ and out-of-place ops do not. Formulas operand for operand as
+            # torch's kernels (lerp with weight < 0.5: m + w * (g - m); addcmul: v + (value * g) * g).
+            new_params = torch._foreach_mul(params, 1 - lr * wd) if wd != 0 else params
             delta = torch._foreach_sub(grads, exp_avgs)
-            torch._foreach_mul_(delta, 1 - beta1)
-            torch._foreach_add_(exp_avgs, delta)                      # m.lerp_(g, 1 - b1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            squares = torch._foreach_mul(grads, 1 - beta2)
-            torch._foreach_mul_(squares, grads)
-            torch._foreach_add_(exp_avg_sqs, squares)                 # v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            new_exp_avgs = torch._foreach_add(exp_avgs, torch._foreach_mul(delta, 1 - beta1))
+            squares = torch._foreach_mul(torch._foreach_mul(grads, 1 - beta2), grads)
+            new_exp_avg_sqs = torch._foreach_add(torch._foreach_mul(exp_avg_sqs, beta2), squares)
             bias_correction1 = 1 - beta1 ** step
             bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
-            denom = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_div_(denom, bias_correction2_sqrt)
-            torch._foreach_add_(denom, eps)
-            ratio = torch._foreach_div(exp_avgs, denom)
-            torch._foreach_add_(params, ratio, alpha=-(lr / bias_correction1))  # p.addcdiv_(m, denom, -lr/bc1)
+            denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(new_exp_avg_sqs),
+                                                          bias_correction2_sqrt), eps)
+            new_params = torch._foreach_add(new_params, torch._foreach_div(new_exp_avgs, denom),
+                                            alpha=-(lr / bias_correction1))
+            assign_(exp_avgs, new_exp_avgs)
+            assign_(exp_avg_sqs, new_exp_avg_sqs)
+            assign_(params, new_params)
         return loss
 
 
@@ -117,7 +128,7 @@ def clip_grad_norm_(params: list[torch.Tensor], max_norm: float) -> torch.Tensor
         return torch.zeros(())
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
     clip_coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    torch._foreach_mul_(grads, clip_coef)
+    assign_(grads, torch._foreach_mul(grads, clip_coef))  # Not mul_: see ForeachAdamW.step.
     return total
 
 
