@@ -3,13 +3,12 @@
 Why: under torch_xla every optimizer op is traced on the host at every step. torch.optim.AdamW picks its
 per-tensor path for XLA tensors (foreach is only a default on CUDA), i.e. ~10 Python-dispatched ops for each
 of DiT^DH-XL's 378 parameter tensors (~0.8 s of the ~1.9 s host time per step measured in issue 10).
-`ForeachAdamW.step` issues ~15 foreach calls for the whole model instead (the per-tensor loop runs inside
+`ForeachAdamW.step` issues ~10 foreach calls for the whole model instead (the per-tensor loop runs inside
 ATen's C++ foreach fallback), all out of place plus three `_foreach_copy_`: XLA runs a Python meta function
 for every in-place op with an operand (lerp_, addcmul_, add_, mul_ ...), not for copy_ or out-of-place ops.
 
-Same numbers: the arithmetic of torch 2.9's per-tensor path (`_single_tensor_adamw`, capturable=False,
-amsgrad=False, maximize=False) with the same Python-float scalars, operand order kept (only where a kernel
-fuses a multiply-add may the last bit differ):
+Same numbers: the ops (lerp, addcmul, addcdiv, ...) and Python-float scalars of torch 2.9's per-tensor path
+(`_single_tensor_adamw`, capturable=False, amsgrad=False, maximize=False), out of place:
   p *= 1 - lr*wd;  m.lerp_(g, 1-b1);  v = v*b2 + (1-b2)*g*g;
   p += -(lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 tests/train/test_optimizer.py checks the two stay equal to fp32 rounding over several steps.
@@ -94,20 +93,16 @@ class ForeachAdamW(torch.optim.AdamW):
             step_t.add_(1)
             step = float(step_t)  # Host tensor: no device sync.
             # Out-of-place foreach ops, then one foreach copy per state list: in-place ops with an operand
-            # (add_, mul_, lerp_, addcmul_, addcdiv_) run a Python shape/meta function per tensor under XLA
-            # (~0.5 ms each on this box), copy_ and out-of-place ops do not. Formulas operand for operand as
-            # torch's kernels (lerp with weight < 0.5: m + w * (g - m); addcmul: v + (value * g) * g).
+            # (add_, mul_, lerp_, addcmul_, addcdiv_) run a Python meta function per tensor under XLA
+            # (~0.5 ms each on this box); their out-of-place forms and copy_ do not. Same kernels as torch's.
             new_params = torch._foreach_mul(params, 1 - lr * wd) if wd != 0 else params
-            delta = torch._foreach_sub(grads, exp_avgs)
-            new_exp_avgs = torch._foreach_add(exp_avgs, torch._foreach_mul(delta, 1 - beta1))
-            squares = torch._foreach_mul(torch._foreach_mul(grads, 1 - beta2), grads)
-            new_exp_avg_sqs = torch._foreach_add(torch._foreach_mul(exp_avg_sqs, beta2), squares)
+            new_exp_avgs = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
+            new_exp_avg_sqs = torch._foreach_addcmul(torch._foreach_mul(exp_avg_sqs, beta2), grads, grads, 1 - beta2)
             bias_correction1 = 1 - beta1 ** step
             bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
             denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(new_exp_avg_sqs),
                                                           bias_correction2_sqrt), eps)
-            new_params = torch._foreach_add(new_params, torch._foreach_div(new_exp_avgs, denom),
-                                            alpha=-(lr / bias_correction1))
+            new_params = torch._foreach_addcdiv(new_params, new_exp_avgs, denom, -(lr / bias_correction1))
             assign_(exp_avgs, new_exp_avgs)
             assign_(exp_avg_sqs, new_exp_avg_sqs)
             assign_(params, new_params)
