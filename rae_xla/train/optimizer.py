@@ -37,6 +37,9 @@ def assign_(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
 class ForeachAdamW(torch.optim.AdamW):
     """torch.optim.AdamW (no amsgrad / maximize / capturable / differentiable) with a multi-tensor step.
 
+    For plain tensors (the XLA trainer); FSDP2's DTensors lack rules for some of these foreach ops
+    (`_foreach_lerp`), so the torch backends keep torch.optim.AdamW.
+
     Constructor arguments as torch.optim.AdamW; `foreach` and `fused` are not accepted (this class is the
     foreach path). Parameters without a gradient at a step are skipped (their state is not advanced),
     as in torch.
