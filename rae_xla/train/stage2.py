@@ -24,6 +24,7 @@ from rae_xla.models.rae import RAE
 from rae_xla.train import build
 from rae_xla.train import ema as ema_lib
 from rae_xla.train import loop, previews, schedules
+from rae_xla.train import optimizer as optimizer_lib
 from rae_xla.train.stage2_step import StepSettings, host_draws, make_train_step, zero_sums
 
 
@@ -87,8 +88,10 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
     ema_model = runtime.place_frozen(ema_module, like_trainable=True)
     params = [p for p in runtime.unwrap(model).parameters() if p.requires_grad]
     o = t.optimizer
-    optimizer = torch.optim.AdamW(params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
-                                  weight_decay=o.weight_decay)
+    # XLA: torch.optim.AdamW's kernels and state layout as a few multi-tensor calls (it cuts the host time that
+    # torch's per-tensor XLA path costs, issue 10). torch backends keep torch's own (foreach/DTensor-aware) path.
+    adamw = optimizer_lib.ForeachAdamW if runtime.kind == "xla" else torch.optim.AdamW
+    optimizer = adamw(params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
 
     settings = StepSettings(
         latent_shape=latent_shape, alpha=float(alpha), time_dist=config.flow.time_dist, mu=config.flow.mu,

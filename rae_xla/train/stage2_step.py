@@ -16,6 +16,7 @@ from torch import nn
 
 from rae_xla import flow
 from rae_xla.train import ema as ema_lib
+from rae_xla.train import optimizer as optimizer_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,9 +104,7 @@ def make_train_step(*, model: nn.Module, params: list[torch.Tensor], ema_pairs: 
                 (loss / accum).backward()  # The mean over all k*b rows, as one batch of k*b would give.
             loss_total = loss_total + loss.detach().float()
         max_norm = s.clip_grad if s.clip_grad > 0 else float("inf")  # inf: measure the norm, scale by 1.
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        if hasattr(grad_norm, "full_tensor"):  # FSDP2: a replicated DTensor.
-            grad_norm = grad_norm.full_tensor()
+        grad_norm = optimizer_lib.clip_gradients_(params, max_norm)  # Multi-tensor; FSDP2: a full DTensor norm.
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema_lib.ema_update_(ema_params, live_params, s.ema_decay)
