@@ -66,7 +66,7 @@ def run(config, workdir: str, runtime) -> None:
     pending = None  # (b0, device images): read back after the next batch is dispatched, so the device never idles.
 
     def finish(b0, images) -> None:
-        store.write(b0, {"images": runtime.gather_to_host(images).numpy(), "labels": padded[b0:b0 + batch]})
+        store.write(b0, {"images": runtime.gather_batch(images).numpy(), "labels": padded[b0:b0 + batch]})
 
     try:
         device_batches = runtime.device_batches(host_batches()) if starts else iter(())

@@ -52,9 +52,9 @@ def run(config, workdir: str, runtime) -> None:
         device_batches = runtime.device_batches(host) if last_step > first_step else iter(())
         for done, (step, inputs) in enumerate(zip(range(first_step, last_step), device_batches), start=1):
             recon = step_fn(inputs["image"])
-            store.write(step * batch, {"recon": runtime.gather_to_host(recon).numpy(),
-                                       "reference": runtime.gather_to_host(inputs["image"]).numpy(),
-                                       "labels": runtime.gather_to_host(inputs["label"]).numpy()})
+            store.write(step * batch, {"recon": runtime.gather_batch(recon).numpy(),
+                                       "reference": runtime.gather_batch(inputs["image"]).numpy(),
+                                       "labels": runtime.gather_batch(inputs["label"]).numpy()})
             report = progress(done)
             if report:
                 logging.info("reconstruct: %s", report.line())

@@ -42,8 +42,8 @@ def run(config, workdir: str, runtime) -> None:
     engine = SampleEngine(runtime, models, config.sample, config.runtime.precision)
     runtime.seed(config.seed)  # The SDE's per-step noise (device draws); the ODE methods draw nothing here.
     latents = engine.latents(inputs["noise"], inputs["label"])
-    images = runtime.gather_to_host(engine.images(latents)).numpy()[:labels.size]
-    latents = runtime.gather_to_host(latents).float().numpy()[:labels.size]
+    images = runtime.gather_batch(engine.images(latents)).numpy()[:labels.size]
+    latents = runtime.gather_batch(latents).float().numpy()[:labels.size]
     if runtime.is_main:
         out = epath.Path(workdir) / "samples"
         save_grid(images, out / f"{s.name}.png")
