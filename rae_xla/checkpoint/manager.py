@@ -58,8 +58,9 @@ class CheckpointManager:
     Use it as a context manager (or call `wait_until_finished`) so that the last save completes.
     """
 
-    def __init__(self, directory: str, runtime: Runtime, keep: int, *, on_damaged: str = "fallback",
+    def __init__(self, directory: str, runtime: Runtime | None, keep: int, *, on_damaged: str = "fallback",
                  async_save: bool = False, write_threads: int = 1):
+        """runtime None: a read-only view for tools that only list checkpoints (e.g. export_decoder)."""
         if keep < 1:
             raise ValueError(f"checkpoint keep={keep} must be >= 1")
         if on_damaged not in ("fallback", "fail"):
@@ -71,8 +72,8 @@ class CheckpointManager:
         self.async_save = async_save
         self.write_threads = max(1, write_threads)
         # Its own gloo group: DCP's collectives then never interleave with the loop's (possibly from two threads).
-        self._group = (dist.new_group(backend="gloo") if runtime.process_count > 1 and dist.is_initialized()
-                       else None)
+        self._group = (dist.new_group(backend="gloo")
+                       if runtime is not None and runtime.process_count > 1 and dist.is_initialized() else None)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.last_save_seconds: dict[str, float] = {}  # {'blocking', 'total'} of the newest finished save.

@@ -141,9 +141,12 @@ def test_torchrun_two_processes_match_one(tmp_path, reference, data_dir):
                module_runner=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
     a, b = by_step(reference), by_step(multi)
     assert sorted(b) == sorted(a)
+    # Two ranks sum the gradients in another order than one process; once the discriminator takes part (the last
+    # steps) float32 rounding is amplified (a LeakyReLU input near 0 can flip its slope, tests/golden/README.md),
+    # measured 3e-4 relative on the loss: 1e-3 still catches a rank that drops or double-counts its half.
     for key in KEYS:
         steps = [s for s in sorted(a) if key in a[s]]
-        np.testing.assert_allclose([b[s][key] for s in steps], [a[s][key] for s in steps], rtol=1e-4, atol=1e-6,
+        np.testing.assert_allclose([b[s][key] for s in steps], [a[s][key] for s in steps], rtol=1e-3, atol=1e-6,
                                    err_msg=key)
 
 
