@@ -33,7 +33,10 @@ from rae_xla.losses import gan  # noqa: E402
 from rae_xla.losses.diffaug import diffaug  # noqa: E402
 from tests.losses.stage1_helpers import TinyDecoder, golden_discriminator, lpips_like, manifest_case  # noqa: E402
 
-RTOL = 1e-4         # logits, losses, buffers, the adaptive weight: |err| / max(1, |value|) (float32 rounding)
+# Logits, losses, buffers, the adaptive weight: |err| / max(1, |value|). Float32 rounding gives ~1e-5, but the
+# LeakyReLU slope flip below also moves the G step's adaptive weight (a ratio of gradient norms): 1.9e-4 was seen
+# once in a CI run, so 1e-3; a wrong formula or a missing term errs by O(1).
+RTOL = 1e-3
 # Gradients, relative to the largest: XLA's float32 kernels round differently from eager, and a head activation
 # within rounding of 0 then takes the other LeakyReLU slope (0.2 vs 1) for one token, which moves the weight
 # gradients of that head by ~1e-3 of the largest gradient (seen in 1 of 3 calls); without a flip they agree to 2e-6.
