@@ -75,8 +75,9 @@ def test_xla_topologies_and_batch_sizes_give_the_same_npz(tmp_path, weights, ref
     np.testing.assert_array_equal(got["arr_0"], reference["arr_0"])  # Bitwise.
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     graphs = [r["compiled_graphs"] for r in rows]
-    # One sampling-step graph (no guidance) + one decode graph, compiled during the first batch, then never again.
-    assert len(rows) >= N // batch and graphs == [2.0] * len(graphs), graphs
+    # The graph set (sampling step, decode, and on XLA the replicating gather of runtime.gather_batch) is complete
+    # after the first batch and never grows afterwards: no recompiles across batches.
+    assert len(rows) >= N // batch and graphs[-1] <= 3 and graphs[1:] == [graphs[-1]] * (len(graphs) - 1), graphs
     assert [r["step"] for r in rows][-2:] == [N, N] and rows[-1]["samples_done"] == N  # step = samples done
 
 

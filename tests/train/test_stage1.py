@@ -146,7 +146,11 @@ def test_torchrun_two_processes_match_one(tmp_path, reference, data_dir):
     # measured 3e-4 relative on the loss: 1e-3 still catches a rank that drops or double-counts its half.
     for key in KEYS:
         steps = [s for s in sorted(a) if key in a[s]]
-        np.testing.assert_allclose([b[s][key] for s in steps], [a[s][key] for s in steps], rtol=1e-3, atol=1e-6,
+        # disc/weight is a ratio of two gradient norms of the last decoder layer, which amplifies that rounding
+        # (1.1e-3 relative seen once): 5e-3 for it. disc/accuracy counts logits of the right sign, so a logit within
+        # rounding of 0 moves it by one count (2.3e-3 seen): absolute 1e-2.
+        rtol, atol = {"disc/weight": (5e-3, 1e-6), "disc/accuracy": (0.0, 1e-2)}.get(key, (1e-3, 1e-6))
+        np.testing.assert_allclose([b[s][key] for s in steps], [a[s][key] for s in steps], rtol=rtol, atol=atol,
                                    err_msg=key)
 
 
