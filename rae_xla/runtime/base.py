@@ -82,9 +82,21 @@ class Runtime(abc.ABC):
     # --- The step ------------------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:
+    def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None,
+                     state: Callable[[], list[torch.Tensor]] | None = None,
+                     prepare: tuple[Callable[[], None], ...] = ()) -> Callable:
         """Wraps a step function: XLA traces it into one graph per input signature (strict mode raises on a host
-        sync inside it, or on more than `max_graphs` graphs); torch optionally uses torch.compile."""
+        sync inside it, or on more than `max_graphs` graphs); torch optionally uses torch.compile.
+
+        state: the tensors the step reads or updates besides its arguments. Given (and runtime.capture_step), XLA
+          traces the step twice and then replays the compiled graph without Python (runtime/xla_capture.py).
+        prepare: host callables run before every call (per-step scalars into device tensors of `state`).
+        """
+
+    def replace_data(self, target: torch.Tensor, value: torch.Tensor) -> None:
+        """target's value becomes `value` outside any traced step (XLA: the device buffer is swapped, no graph)."""
+        with torch.no_grad():
+            target.copy_(value)
 
     @abc.abstractmethod
     def read_on_host(self, tensors: Mapping[str, torch.Tensor], callback: Callable[[dict], None]) -> None:
@@ -206,3 +218,15 @@ class Runtime(abc.ABC):
 
     def close(self) -> None:
         """Releases process groups."""
+
+
+def with_prepare(step: Callable, prepare: tuple[Callable[[], None], ...]) -> Callable:
+    """`step` with the host `prepare` hooks run before each call (see `Runtime.compile_step`)."""
+    if not prepare:
+        return step
+
+    def call(*args):
+        for hook in prepare:
+            hook()
+        return step(*args)
+    return call

@@ -19,7 +19,7 @@ from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_st
 from rae_xla.config import resolve_mesh
 from rae_xla.runtime import dcp_storage
 from rae_xla.runtime import state as state_lib
-from rae_xla.runtime.base import Runtime
+from rae_xla.runtime.base import Runtime, with_prepare
 from rae_xla.runtime.remat import apply_remat
 
 
@@ -104,10 +104,11 @@ class TorchRuntime(Runtime):
 
     # --- The step ------------------------------------------------------------------------------------------------
 
-    def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:
-        if self._cfg.torch_compile:
-            return torch.compile(fn, fullgraph=False, dynamic=False)
-        return fn
+    def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None, state=None,
+                     prepare: tuple[Callable[[], None], ...] = ()) -> Callable:
+        del state  # Eager (or torch.compile) steps run their Python every call: nothing to capture.
+        step = torch.compile(fn, fullgraph=False, dynamic=False) if self._cfg.torch_compile else fn
+        return with_prepare(step, prepare)
 
     def read_on_host(self, tensors: Mapping[str, torch.Tensor], callback: Callable[[dict], None]) -> None:
         # FSDP2's clip_grad_norm_ returns a replicated DTensor: take its (global) value.
@@ -185,3 +186,4 @@ def prime_optimizer_with_zero_grads(optimizer: torch.optim.Optimizer) -> None:
                 p.grad = torch.zeros_like(p)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+

@@ -27,11 +27,11 @@ from torch_xla.experimental import distributed_checkpoint as xc
 from torch_xla.experimental.distributed_checkpoint import _helpers as xc_helpers
 
 from rae_xla.config import resolve_slice_mesh
-from rae_xla.runtime import dcp_storage, sharding, tpu_env
+from rae_xla.runtime import dcp_storage, sharding, tpu_env, xla_capture
 from rae_xla.runtime import mesh as mesh_lib
 from rae_xla.runtime.remat import apply_remat
 from rae_xla.runtime import state as state_lib
-from rae_xla.runtime.base import Runtime
+from rae_xla.runtime.base import Runtime, with_prepare
 from rae_xla.runtime.xla_planner import DedupSPMDSavePlanner
 
 
@@ -133,10 +133,19 @@ class XlaRuntime(Runtime):
 
     # --- The step ------------------------------------------------------------------------------------------------
 
-    def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None) -> Callable:
+    def compile_step(self, fn: Callable, *, name: str, max_graphs: int | None = None, state=None,
+                     prepare: tuple[Callable[[], None], ...] = ()) -> Callable:
         strict = self._cfg.strict
-        return torch_xla.compile(fn, full_graph=True, name=name,
-                                 max_different_graphs=max_graphs if strict else None)
+        if state is not None and self._cfg.capture_step:
+            # Traced twice, then replayed: no Python trace per step (issue 10; runtime/xla_capture.py).
+            return xla_capture.CapturedStep(fn, state=state, name=name, prepare=prepare, device=self.device,
+                                            strict=strict)
+        compiled = torch_xla.compile(fn, full_graph=True, name=name,
+                                     max_different_graphs=max_graphs if strict else None)
+        return with_prepare(compiled, prepare)
+
+    def replace_data(self, target: torch.Tensor, value: torch.Tensor) -> None:
+        xla_capture.replace_data(target, value.to(self.device))
 
     def read_on_host(self, tensors: Mapping[str, torch.Tensor], callback: Callable[[dict], None]) -> None:
         def closure(values):

@@ -50,10 +50,53 @@ class ForeachAdamW(torch.optim.AdamW):
         # Group index -> (params with state, [exp_avg], [exp_avg_sq], shared step tensor); rebuilt when the
         # set of parameters with gradients changes (never, in a training loop) or after load_state_dict.
         self._slots: dict[int, tuple] = {}
+        # Group index -> (params, 0-d device tensors) of the next step, set by `prepare_step` (see there).
+        self._prepared: dict[int, tuple] | None = None
+        self._prepared_tensors: dict[int, list[torch.Tensor]] = {}  # Group index -> its 3 scalar tensors.
 
     def load_state_dict(self, state_dict) -> None:
         super().load_state_dict(state_dict)
         self._slots = {}  # The state tensors were replaced: rebind (and re-share the step counters).
+
+    @torch.no_grad()
+    def prepare_step(self, replace_data=None) -> None:
+        """The host half of the next `step()`: advances the step counters and puts this step's scalars
+        (1 - lr*wd, -lr/(1 - b1^t), sqrt(1 - b2^t)) into 0-d float32 device tensors that `step()` reads.
+
+        For a step that is traced once and replayed (runtime/xla_capture.py): Python numbers inside a traced
+        step are frozen at capture, so the per-step ones must arrive as tensors; the same tensor objects are
+        reused (their data replaced), so the state list of the captured step stays the same. Every parameter
+        that requires grad must then have a gradient at `step()`. Without a prior call, `step()` computes
+        the scalars itself (plain optimizer use). Same values as that path: the scalars are computed in double
+        on the host as there and rounded to float32 once, which can differ from that path in the last bit
+        (tests/train/test_optimizer.py bounds it).
+
+        replace_data(target, value): how a new value goes into an existing tensor without a traced op (the
+        runtime's `replace_data`; default `copy_`).
+        """
+        prepared = {}
+        for index, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.requires_grad]
+            if not params:
+                continue
+            _, _, step_t = self._group_slots(index, group, params)
+            step_t.add_(1)
+            lr, (beta1, beta2), wd, step = float(group["lr"]), group["betas"], group["weight_decay"], float(step_t)
+            values = torch.tensor([1 - lr * wd, -(lr / (1 - beta1 ** step)), (1 - beta2 ** step) ** 0.5],
+                                  dtype=torch.float64).float()
+            old = self._prepared_tensors.get(index)
+            fresh = [v.to(params[0].device) for v in values.unbind()]
+            if old is None:
+                self._prepared_tensors[index] = fresh
+            else:
+                for target, value in zip(old, fresh):
+                    (replace_data or torch.Tensor.copy_)(target, value)
+            prepared[index] = (params, self._prepared_tensors[index])
+        self._prepared = prepared
+
+    def step_scalar_tensors(self) -> list[torch.Tensor]:
+        """The device tensors `prepare_step` fills (state of a captured step); empty before the first call."""
+        return [t for tensors in self._prepared_tensors.values() for t in tensors]
 
     def _group_slots(self, index: int, group: dict, params: list[torch.Tensor]) -> tuple:
         """(exp_avgs, exp_avg_sqs, step) for `params`, creating missing state like torch.optim.AdamW does."""
@@ -86,6 +129,10 @@ class ForeachAdamW(torch.optim.AdamW):
             if group["amsgrad"] or group["maximize"] or group["capturable"] or group["differentiable"]:
                 raise ValueError("ForeachAdamW implements plain AdamW only (amsgrad, maximize, capturable and "
                                  "differentiable must be False); use torch.optim.AdamW for those.")
+            prepared = self._prepared.get(index) if self._prepared is not None else None
+            if prepared is not None:
+                self._prepared_step(group, *prepared)
+                continue
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
@@ -109,7 +156,31 @@ class ForeachAdamW(torch.optim.AdamW):
             assign_(exp_avgs, new_exp_avgs)
             assign_(exp_avg_sqs, new_exp_avg_sqs)
             assign_(params, new_params)
+        self._prepared = None
         return loss
+
+    def _prepared_step(self, group: dict, params: list[torch.Tensor], scalars: list[torch.Tensor]) -> None:
+        """The update of `step()` with `prepare_step`'s device scalars in place of Python numbers."""
+        missing = sum(p.grad is None for p in params)
+        if missing:
+            raise ValueError(f"ForeachAdamW.prepare_step: {missing} parameter(s) that require grad have no gradient "
+                             "at step(); a prepared step updates them all (call step() without prepare_step "
+                             "to skip parameters without gradients).")
+        grads = [p.grad for p in params]
+        exp_avgs, exp_avg_sqs, _ = self._group_slots(self.param_groups.index(group), group, params)
+        decay, step_size, bias_correction2_sqrt = scalars
+        beta1, beta2 = group["betas"]
+        new_params = torch._foreach_mul(params, decay) if group["weight_decay"] != 0 else params
+        new_exp_avgs = torch._foreach_lerp(exp_avgs, grads, 1 - beta1)
+        new_exp_avg_sqs = torch._foreach_addcmul(torch._foreach_mul(exp_avg_sqs, beta2), grads, grads, 1 - beta2)
+        denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(new_exp_avg_sqs), bias_correction2_sqrt),
+                                   group["eps"])
+        # addcdiv with a tensor value has no foreach form that stays on the device: p + value * (m / denom).
+        new_params = torch._foreach_add(new_params, torch._foreach_mul(torch._foreach_div(new_exp_avgs, denom),
+                                                                       step_size))
+        assign_(exp_avgs, new_exp_avgs)
+        assign_(exp_avg_sqs, new_exp_avg_sqs)
+        assign_(params, new_params)
 
 
 @torch.no_grad()

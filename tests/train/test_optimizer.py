@@ -1,6 +1,7 @@
 """ForeachAdamW and the multi-tensor clipping equal torch's own (eager CPU, < 1 s)."""
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -91,3 +92,36 @@ def test_clip_grad_norm_scales_like_torch_and_reports_the_unclipped_norm():
     assert torch.equal(ours, ref)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(q.grad, p.grad)
+
+
+def test_prepared_steps_match_torch_adamw_to_fp32_rounding():
+    """The trainer's path (prepare_step: per-step scalars as float32 tensors, for a captured XLA step) rounds
+    the scalars once to float32, so it may differ from torch's in the last bit; over 6 steps it stays there."""
+    ref_model, our_model = _model(0), _model(0)
+    ref_opt = torch.optim.AdamW(ref_model.parameters(), lr=3e-3, weight_decay=0.1)
+    our_opt = optimizer_lib.ForeachAdamW(our_model.parameters(), lr=3e-3, weight_decay=0.1)
+    g = torch.Generator().manual_seed(5)
+    for step in range(6):
+        for group in (*ref_opt.param_groups, *our_opt.param_groups):
+            group["lr"] = 3e-3 * (step + 1) / 6  # Warm-up: the prepared scalars change every step.
+        for a, b in zip(ref_model.parameters(), our_model.parameters()):
+            a.grad = torch.randn(a.shape, generator=g)
+            b.grad = a.grad.clone()
+        ref_opt.step()
+        our_opt.prepare_step()
+        our_opt.step()
+    for (name, a), b in zip(ref_model.named_parameters(), our_model.parameters()):
+        assert not torch.equal(a, _model(0).state_dict()[name])
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
+    assert float(our_opt.state[next(our_model.parameters())]["step"]) == 6.0
+
+
+def test_a_prepared_step_needs_every_gradient():
+    model = _model(0)
+    opt = optimizer_lib.ForeachAdamW(model.parameters(), lr=1e-3)
+    params = list(model.parameters())
+    for p in params[1:]:
+        p.grad = torch.ones_like(p)
+    opt.prepare_step()
+    with pytest.raises(ValueError, match="1 parameter"):
+        opt.step()
