@@ -18,7 +18,10 @@ A step can be captured when:
   * every Python number it uses is the same at every call: torch_xla uploads Python scalars as device data, so
     a per-step number (a learning rate, an Adam bias correction) would be frozen silently. The second trace
     compares them too. Per-step numbers go through `prepare` hooks that run on the host before every call and
-    write device tensors listed in `state()` (e.g. `ForeachAdamW.prepare_step`).
+    write device tensors listed in `state()` (e.g. `ForeachAdamW.prepare_step`);
+  * `state()` keeps returning the same tensor objects: it is read at traces only (building it is per-tensor
+    Python); after replacing them (e.g. `optimizer.load_state_dict` mid-run) call `recapture()`. The trainers
+    restore checkpoints before their first step, so their captures see the restored tensors.
 Random draws inside the step (runtime.rng='device') read torch_xla's per-device seed, a graph input; the replay
 passes the seed a trace at that point would have used, so `runtime.seed(s)` before a call gives the lazy path's
 draws.
@@ -55,7 +58,6 @@ class _Graph:
     sources: list[tuple[str, object]]
     updated: list[int]  # Indices into state() of the tensors the step updates (the first outputs, in order).
     out_spec: pytree.TreeSpec  # The structure of the step's return value (the remaining outputs).
-    state_ids: tuple[int, ...]  # id() of each state tensor at capture: a replaced tensor means recapture.
     const_values: list[torch.Tensor]  # Host copies of the 'const' inputs, compared between the two traces.
 
 
@@ -77,20 +79,23 @@ class CapturedStep:
         self._graph: _Graph | None = None
         self._traces = 0  # Traces of the current capture.
         self._ready = False  # Two consecutive traces agreed: replay from now on.
+        self._state: list[torch.Tensor] = []  # state() at the last trace: what replays read and update.
         self.replays = 0
 
     def __call__(self, *args):
         for hook in self.prepare:
             hook()
-        state = list(self.state())
         flat_args, arg_spec = pytree.tree_flatten(args)
-        graph = self._graph
-        if graph is not None and self._ready and _same_objects(graph.state_ids, state):
+        if self._ready:
             self.replays += 1
-            return self._replay(graph, state, flat_args)
-        if graph is not None and not _same_objects(graph.state_ids, state):
-            self._graph, self._traces, self._ready = None, 0, False  # State rebound (a restore): capture again.
-        return self._trace(state, flat_args, arg_spec)
+            return self._replay(self._graph, self._state, flat_args)
+        self._state = list(self.state())
+        return self._trace(self._state, flat_args, arg_spec)
+
+    def recapture(self) -> None:
+        """Trace again at the next call: after the tensors `state()` returns were replaced by other objects
+        (e.g. optimizer.load_state_dict). Between traces `state()` is not called (it is per-tensor Python)."""
+        self._graph, self._traces, self._ready, self._state = None, 0, False, []
 
     # --- Capture ---------------------------------------------------------------------------------------------------
 
@@ -129,6 +134,8 @@ class CapturedStep:
         graph_hash = _X._get_graph_hash(outputs)
         # Compiles (or finds) the executable of exactly these outputs. Buffer aliasing only for tensors marked
         # as donors (none): the lazy path's in-place aliasing would donate buffers that the replay still reads.
+        # Cost: during a replayed step the updated state (parameters, AdamW moments, EMA: 16 B per parameter,
+        # divided by the fsdp size) exists twice, old and new; the lazy path updates it in place.
         saved_alias = _X._xla_get_enable_alias_with_buffer_donor_config()
         _X._xla_set_enable_alias_with_buffer_donor_config(True)
         try:
@@ -142,7 +149,7 @@ class CapturedStep:
         _X._clear_pending_irs(self.device)  # Drop the trace's IR: the results below replace it.
         _X._set_current_graph_name(saved_name)
         self._ready = self._same_as_previous(graph_hash, sources, const_values)
-        self._graph = _Graph(graph_hash, sources, updated, out_spec, tuple(map(id, state)),
+        self._graph = _Graph(graph_hash, sources, updated, out_spec,
                              [] if self._ready else const_values)  # Host copies: only until the check.
         self._traces += 1
         out = self._scatter(self._graph, state, results)
@@ -176,9 +183,11 @@ class CapturedStep:
     # --- Replay ----------------------------------------------------------------------------------------------------
 
     def _replay(self, graph: _Graph, state: list[torch.Tensor], flat_args: list) -> object:
-        # As torch_xla.compile: a sync before the step (it advances the device seed, as the trace's did) and one
-        # after (it runs the step closures and advances the seed again). Nothing is pending, so neither runs a graph.
-        torch_xla.sync()
+        # The lazy path syncs before and after the step; with nothing pending, a sync only advances the device
+        # seed (and the step's draws read the advanced one) and runs the step closures. Both are done here
+        # directly: a sync also walks every live tensor (~5 ms per 1,000 on a CPU host).
+        running_seed = _X._xla_get_rng_seed()
+        xm.set_rng_state(_advance_seed(running_seed), self.device)
         inputs = []
         for kind, where in graph.sources:
             if kind == "state":
@@ -191,7 +200,8 @@ class CapturedStep:
                 inputs.append(where)
         results = _X._run_cached_graph(graph.graph_hash, inputs)
         out = self._scatter(graph, state, results)
-        torch_xla.sync()
+        xm.set_rng_state(_advance_seed(_advance_seed(running_seed)), self.device)
+        xm._run_step_closures()  # Metrics (runtime.read_on_host) leave here, as after a sync.
         return out
 
     @staticmethod
@@ -203,8 +213,9 @@ class CapturedStep:
         return pytree.tree_unflatten(list(results[n:]), graph.out_spec)
 
 
-def _same_objects(ids: tuple[int, ...], tensors: list[torch.Tensor]) -> bool:
-    return len(ids) == len(tensors) and all(i == id(t) for i, t in zip(ids, tensors))
+def _advance_seed(seed: int) -> int:
+    """torch_xla's device seed after one sync (MarkStep in lazy_graph_executor.cpp: uint64 arithmetic)."""
+    return (1012031 + seed * 7012063) % (1 << 64)
 
 
 def _buffer_handle(tensor: torch.Tensor) -> int:
