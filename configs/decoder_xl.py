@@ -5,6 +5,9 @@
       --config.stage1.disc_arch.dino_ckpt_path=gs://my-bucket/RAE-collections/discs/dino_vit_small_patch8_224.pth \
       --config.stage1.lpips_vgg_path=gs://my-bucket/vgg16-397923af.pth
   then: python -m rae_xla.export_decoder --workdir=gs://my-bucket/runs/decoder_xl --out=/tmp/decoder_xl
+GPUs: the same flags through launch/gpu.sh (torchrun). runtime.param_sharding='fsdp' (the default) shards decoder,
+EMA and AdamW state with FSDP2 (~20 B/param / GPUs; replicated the ViT-XL decoder's state is ~8 GB per GPU),
+'replicate' runs DDP; the discriminator heads are replicated either way (docs/readme/stage1.md).
 Variants (comma-separated): res=512 (448-px encoder input, 32x32 latents, 512-px output), encoder=siglip2|mae
 (256-px input, 16x16 latents), decoder=ViT-B|ViT-L|ViT-XL, epochs=16.
 
