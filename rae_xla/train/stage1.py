@@ -37,6 +37,7 @@ from rae_xla.models.rae import RAE
 from rae_xla.train import build
 from rae_xla.train import ema as ema_lib
 from rae_xla.train import loop, schedules
+from rae_xla.train import optimizer as optimizer_lib
 from rae_xla.train import stage1_step as step_lib
 
 
@@ -109,10 +110,13 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
     o = t.optimizer
     decoder_params = [p for p in runtime.unwrap(decoder).parameters() if p.requires_grad]
     disc_params = [p for p in disc_module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(decoder_params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
-                                  weight_decay=o.weight_decay)
-    disc_optimizer = torch.optim.AdamW(disc_params, lr=g.disc_lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
-                                       weight_decay=o.weight_decay)
+    # XLA: torch.optim.AdamW's arithmetic and state layout as a few multi-tensor calls (its per-tensor XLA path
+    # traces ~10 ops per tensor on the host every step, issue 10); torch backends keep torch's (DTensor-aware) one.
+    adamw = optimizer_lib.ForeachAdamW if runtime.kind == "xla" else torch.optim.AdamW
+    optimizer = adamw(decoder_params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
+                      weight_decay=o.weight_decay)
+    disc_optimizer = adamw(disc_params, lr=g.disc_lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
+                           weight_decay=o.weight_decay)
     for opt in (optimizer, disc_optimizer):
         _init_adamw_state(opt)
     try:

@@ -26,6 +26,7 @@ from torch import nn
 from rae_xla.losses import gan
 from rae_xla.losses.diffaug import diffaug
 from rae_xla.train import ema as ema_lib
+from rae_xla.train import optimizer as optimizer_lib
 
 RECON, DISC, GAN = 0, 1, 2
 PHASE_NAMES = ("recon", "disc", "gan")
@@ -171,7 +172,7 @@ def make_train_step(*, phase: int, use_lpips: bool, rae: nn.Module, decoder: nn.
             total = recon_total + s.disc_weight * weight * gan_loss
         total.backward()
         max_norm = s.clip_grad if s.clip_grad > 0 else float("inf")  # inf: no clipping (official clip_grad 0).
-        torch.nn.utils.clip_grad_norm_(decoder_params, max_norm)
+        optimizer_lib.clip_gradients_(decoder_params, max_norm)  # Multi-tensor; FSDP2: torch's DTensor norm.
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if phase >= GAN:
