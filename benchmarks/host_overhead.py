@@ -14,7 +14,8 @@ Reported per step kind (median over `--windows` windows of `--steps` steps each,
   call_s: the step call (trace + graph hash + dispatch), wait_s: the following `runtime.wait()`, per step.
 Steps are registered in STEP_BUILDERS (name -> builder(config, runtime) -> (step, state)). Stage-1 kinds need a
 stage-1 config:
-  python benchmarks/host_overhead.py --config=configs/decoder_xl.py --step_kinds=stage1_train --devices=1,4
+  PJRT_DEVICE=CPU CPU_NUM_DEVICES=4 python benchmarks/host_overhead.py --config=configs/decoder_xl.py \
+      --step_kinds=stage1_train,stage1_recon
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ Recipe (official main branch, configs/stage1/training/DINOv2-B_decXL.yaml, REFER
 16 epochs (2502 steps/epoch on ImageNet), AdamW 2e-4 betas (0.9, 0.95) for decoder and discriminator, cosine
 to 2e-5 with a 1-epoch warm-up from zero, EMA 0.9978, noise tau 0.8, L1 + 1.0 LPIPS, discriminator updates from
 epoch 6, GAN loss (weight 0.75, adaptive weight clamped to 1e4) from epoch 8; data: resize the shorter side
-to 384 (1.5x at other sizes) + random crop, no flip. Cost: ViT-XL decoder ~0.36 TFLOP/image/step (fwd+bwd)
-plus the frozen encoder, LPIPS and the discriminator.
+to 384 (1.5x at other sizes) + random crop, no flip. Cost: ViT-XL decoder ~0.66 TFLOP/image/step
+(fwd+bwd, 2 FLOPs per multiply-add, the trainer's count) plus the frozen encoder, LPIPS and the discriminator.
 """
 import ml_collections
 
