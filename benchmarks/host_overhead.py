@@ -12,12 +12,15 @@ and shrinks the widths, so the device work is negligible and what is left is the
 
 Reported per step kind (median over `--windows` windows of `--steps` steps each, after `--warmup`):
   call_s: the step call (trace + graph hash + dispatch), wait_s: the following `runtime.wait()`, per step.
-Steps are registered in STEP_BUILDERS (name -> builder(config, runtime) -> (step, state)); add a stage-1
-step there when that trainer exists.
+Steps are registered in STEP_BUILDERS (name -> builder(config, runtime) -> (step, state)). Stage-1 kinds need a
+stage-1 config:
+  PJRT_DEVICE=CPU CPU_NUM_DEVICES=4 python benchmarks/host_overhead.py --config=configs/decoder_xl.py \
+      --step_kinds=stage1_train,stage1_recon
 """
 from __future__ import annotations
 
 import cProfile
+import copy
 import datetime
 import functools
 import io
@@ -37,8 +40,10 @@ from ml_collections import config_flags
 
 from rae_xla import config as config_lib
 from rae_xla import flow
+from rae_xla.models import encoders, vit_decoder
+from rae_xla.models.rae import RAE
 from rae_xla.runtime import make_runtime
-from rae_xla.train import stage2
+from rae_xla.train import loop, stage1, stage1_step, stage2
 from rae_xla.train.stage2_step import zero_sums
 
 import provenance  # benchmarks/provenance.py (the script's folder is on sys.path)
@@ -143,10 +148,81 @@ def build_stage2_sample(config, runtime):
     return run_one, {}
 
 
+# --- Stage 1 (run with a stage-1 --config, e.g. configs/decoder_xl.py, and --step_kinds=stage1_train) -----------
+
+_STAGE1_WIDTH = dict(hidden_size=32, num_heads=2, intermediate_size=64)  # Decoder widths under --tiny.
+_B_ENCODER_DEPTH = 12  # DINOv2-B, SigLIP2-B and MAE-B, the stage-1 encoders, are all 12-block ViT-Bs.
+
+
+def make_tiny_stage1(config) -> None:
+    """Stage 1's depths and token grids with tiny widths and small images, in place (the decoder and encoder
+    widths are applied when `_tiny_stage1_rae` builds them): random VGG16 for LPIPS (its own widths), the
+    discriminator's DINO backbone at the released S_8 depth (12 blocks, 8-px patches: 784 tokens) and width 48
+    unless the config already gives a small one (the quickstart's), decoder patches shrunk so that images are at
+    most 64 px (16x16 latent tokens stay 16x16), global batch 8."""
+    g = config.stage1
+    g.lpips_random_backbone, g.lpips_vgg_path = True, ""
+    g.disc_arch.dino_ckpt_path = "random"
+    if g.disc_recipe.depth == 0:
+        g.disc_recipe.update(depth=12, embed_dim=48, num_heads=2, patch_size=8)
+    grid = config.rae.encoder_input_size // (14 if config.rae.encoder == "dinov2" else 16)
+    config.rae.decoder_patch_size = max(1, min(config.rae.decoder_patch_size, 64 // grid))
+    config.rae.decoder_weights = config.rae.stats = ""
+    config.train.global_batch_size = 8
+
+
+def _tiny_stage1_rae(config) -> RAE:
+    """Random encoder of the configured kind (2 blocks of width 64, deepened to 12 copies of them unless the config
+    names 'random-tiny') and the configured decoder's depth at `_STAGE1_WIDTH`."""
+    r = config.rae
+    encoder = encoders.load_encoder(r.encoder, encoders.RANDOM_TINY, r.encoder_input_size)
+    if r.encoder_path != encoders.RANDOM_TINY:
+        blocks = next(m for m in encoder.hf_model.modules() if isinstance(m, torch.nn.ModuleList))
+        blocks.extend(copy.deepcopy(blocks[i % len(blocks)]) for i in range(len(blocks), _B_ENCODER_DEPTH))
+        encoder.hf_model.config.num_hidden_layers = len(blocks)
+        encoder.requires_grad_(False)
+    geometry = (dict(vit_decoder.DECODER_PRESETS[r.decoder_config]) if r.decoder_config in vit_decoder.DECODER_PRESETS
+                else vit_decoder.read_decoder_config(r.decoder_config))
+    decoder = vit_decoder.ViTDecoder(**{**geometry, **_STAGE1_WIDTH}, in_channels=encoder.hidden_size,
+                                     num_patches=encoder.grid ** 2, patch_size=r.decoder_patch_size)
+    return RAE(encoder, decoder, noise_tau=r.noise_tau, latent_mean=None, latent_var=None,
+               encoder_precision=r.encoder_precision)
+
+
+def build_stage1(config, runtime, *, phase: int):
+    """The stage-1 step of `phase` with LPIPS (`stage1.build_training`: frozen encoder, decoder, EMA,
+    discriminator, both AdamW), called as `Stage1Task.train_step` does, on random uint8 images."""
+    training = stage1.build_training(config, runtime, _NOMINAL_STEPS_PER_EPOCH,
+                                     rae=_tiny_stage1_rae(config) if _TINY.value else None)
+    b, size = config.train.global_batch_size, training.rae.decoder.patch_size * training.rae.encoder.grid
+    g = torch.Generator().manual_seed(config.seed)
+    host = []
+    for step in range(2):
+        batch = {"image": torch.randint(0, 256, (b, size, size, 3), dtype=torch.uint8, generator=g)}
+        if training.settings.host_rng:
+            batch.update(stage1_step.host_draws(config.seed, step, b, training.settings.latent_shape, slice(0, b)))
+        host.append(batch)
+    batches = list(runtime.device_batches(host))
+    step_fn = training.step_fns[(training.settings.perceptual_weight > 0, phase)]
+    state = {"sums": loop.zero_scalars(stage1_step.SUM_KEYS, runtime.device)}
+
+    def run_one(step: int) -> None:  # As Stage1Task.train_step: both LRs on the host, per-step seed, the step.
+        loop.set_lr(training.optimizer, training.lr_at(step))
+        loop.set_lr(training.disc_optimizer, training.disc_lr_at(step))
+        if not training.settings.host_rng:
+            runtime.seed(config.seed * 1_000_003 + step)
+        state["sums"] = step_fn(batches[step % 2], state["sums"])
+
+    params = [p for m in (runtime.unwrap(training.decoder), training.disc) for p in m.parameters() if p.requires_grad]
+    return run_one, {"parameter_tensors": len(params)}
+
+
 STEP_BUILDERS: dict[str, Callable] = {
     "stage2_train": build_stage2_train,
     "stage2_sample": build_stage2_sample,
-    # "stage1_train": add the stage-1 trainer's step here when it exists.
+    # GAN phase (epochs 8-16 of the recipe): generator step with the adaptive weight + discriminator update.
+    "stage1_train": functools.partial(build_stage1, phase=stage1_step.GAN),
+    "stage1_recon": functools.partial(build_stage1, phase=stage1_step.RECON),  # L1 + LPIPS only (epochs 0-6).
 }
 
 
@@ -246,7 +322,7 @@ def table(results: list[dict]) -> str:
 def main(argv):
     config = _CONFIG.value
     if _TINY.value:
-        make_tiny(config)
+        (make_tiny_stage1 if config.job == "train_stage1" else make_tiny)(config)
     config.runtime.backend = "xla"
     if _FAST_COMPILE.value:  # Before torch_xla is imported (make_runtime imports it).
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()

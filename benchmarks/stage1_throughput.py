@@ -8,7 +8,8 @@
 For each phase (recon; + discriminator update; + GAN loss with the adaptive weight) it runs one step (compile),
 `--warmup` steps, then `--steps` timed steps bracketed by `runtime.wait()`, on random uint8 images placed on
 the devices before timing (`--steps 0`: build and place only, report the sizes). Reported per phase: step
-time, images/s/device, graphs compiled; overall: training FLOPs per image (decoder fwd+bwd + encoder), and the bytes per device of the trainable state (decoder and
+time, this process's CPU seconds per step (all its threads, XLA's CPU device included: on a shared machine a
+steadier measure than the wall time), images/s/device, graphs compiled; overall: training FLOPs per image (decoder fwd+bwd + encoder), and the bytes per device of the trainable state (decoder and
 discriminator heads, their AdamW moments, the EMA) vs a replicated copy, from each tensor's actual layout.
 
 `--encoder_stand_in` replaces the frozen DINOv2-B by a 768-channel patch projection of the same token grid (no
@@ -119,15 +120,16 @@ def benchmark(config, *, steps: int, warmup: int, stand_in: bool) -> dict:
             runtime.wait()
             first = time.perf_counter() - started
             warm = runtime.compile_stats().get("graphs")
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 runtime.seed(step)
                 sums = fn(batch, sums)
                 step += 1
             runtime.wait()
             step_s = (time.perf_counter() - started) / max(steps, 1)
+            step_cpu_s = (time.process_time() - cpu_started) / max(steps, 1)
             after = runtime.compile_stats().get("graphs")
-            phases[name] = {"first_and_warmup_seconds": first, "step_seconds": step_s,
+            phases[name] = {"first_and_warmup_seconds": first, "step_seconds": step_s, "step_cpu_seconds": step_cpu_s,
                             "images_per_sec_per_device": config.train.global_batch_size / step_s / runtime.num_devices,
                             "graphs_compiled": None if before is None else warm - before,
                             "graphs_compiled_while_timing": None if after is None else after - warm}
@@ -180,11 +182,12 @@ def markdown(result: dict, command: str) -> str:
              f"(mesh {result['mesh']}, {result['param_sharding']}, {result['precision']})", "",
              f"`{command}`", "", f"- Commit: {provenance.commit()}; machine: {provenance.machine()}, torch "
              f"{torch.__version__}", "",
-             "| phase | step s | images/s/device | graphs (first+warm-up) | graphs while timing |",
-             "|---|---|---|---|---|"]
+             "| phase | step s | process CPU s/step | images/s/device | graphs (first+warm-up) | graphs while timing |",
+             "|---|---|---|---|---|---|"]
     for name, p in result["phases"].items():
-        lines.append(f"| {name} | {p['step_seconds']:.3f} | {p['images_per_sec_per_device']:.3f} | "
-                     f"{p['graphs_compiled']} | {p['graphs_compiled_while_timing']} |")
+        lines.append(f"| {name} | {p['step_seconds']:.3f} | {p['step_cpu_seconds']:.3f} | "
+                     f"{p['images_per_sec_per_device']:.4f} | {p['graphs_compiled']} | "
+                     f"{p['graphs_compiled_while_timing']} |")
     gib = 2 ** 30
     lines += ["", f"trainable params {result['trainable_params']:,}; state (params + AdamW) per device "
               f"{result['state_bytes_per_device'] / gib:.3f} GiB vs replicated "

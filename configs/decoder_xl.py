@@ -5,6 +5,9 @@
       --config.stage1.disc_arch.dino_ckpt_path=gs://my-bucket/RAE-collections/discs/dino_vit_small_patch8_224.pth \
       --config.stage1.lpips_vgg_path=gs://my-bucket/vgg16-397923af.pth
   then: python -m rae_xla.export_decoder --workdir=gs://my-bucket/runs/decoder_xl --out=/tmp/decoder_xl
+GPUs: the same flags through launch/gpu.sh (torchrun). runtime.param_sharding='fsdp' (the default) shards decoder,
+EMA and AdamW state with FSDP2 (~20 B/param / GPUs; replicated the ViT-XL decoder's state is ~8 GB per GPU),
+'replicate' runs DDP; the discriminator heads are replicated either way (docs/readme/stage1.md).
 Variants (comma-separated): res=512 (448-px encoder input, 32x32 latents, 512-px output), encoder=siglip2|mae
 (256-px input, 16x16 latents), decoder=ViT-B|ViT-L|ViT-XL, epochs=16.
 
@@ -12,8 +15,8 @@ Recipe (official main branch, configs/stage1/training/DINOv2-B_decXL.yaml, REFER
 16 epochs (2502 steps/epoch on ImageNet), AdamW 2e-4 betas (0.9, 0.95) for decoder and discriminator, cosine
 to 2e-5 with a 1-epoch warm-up from zero, EMA 0.9978, noise tau 0.8, L1 + 1.0 LPIPS, discriminator updates from
 epoch 6, GAN loss (weight 0.75, adaptive weight clamped to 1e4) from epoch 8; data: resize the shorter side
-to 384 (1.5x at other sizes) + random crop, no flip. Cost: ViT-XL decoder ~0.36 TFLOP/image/step (fwd+bwd)
-plus the frozen encoder, LPIPS and the discriminator.
+to 384 (1.5x at other sizes) + random crop, no flip. Cost: ViT-XL decoder ~0.66 TFLOP/image/step
+(fwd+bwd, 2 FLOPs per multiply-add, the trainer's count) plus the frozen encoder, LPIPS and the discriminator.
 """
 import ml_collections
 

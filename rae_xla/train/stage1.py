@@ -37,6 +37,7 @@ from rae_xla.models.rae import RAE
 from rae_xla.train import build
 from rae_xla.train import ema as ema_lib
 from rae_xla.train import loop, schedules
+from rae_xla.train import optimizer as optimizer_lib
 from rae_xla.train import stage1_step as step_lib
 
 
@@ -55,7 +56,7 @@ def run(config, workdir: str, runtime) -> bool:
 class Training:
     """Everything the loop (or a benchmark) needs, placed on the runtime's devices."""
     rae: RAE  # Frozen encoder + the decoder's geometry; `rae.decode(z, decoder=...)`.
-    decoder: torch.nn.Module  # What the step calls (possibly a DDP wrapper).
+    decoder: torch.nn.Module  # What the step calls (a DDP wrapper or an FSDP2 module on torchrun).
     ema_decoder: torch.nn.Module
     disc: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -89,11 +90,6 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
     rae: a host RAE to train instead of `config.rae`'s (benchmarks pass one with an encoder stand-in).
     """
     t, g = config.train, config.stage1
-    if _distributed_torch(runtime) and config.runtime.param_sharding == "fsdp":
-        # FSDP2 shards `decoder_pred.weight`; the adaptive weight's autograd.grad w.r.t. it is not wired yet.
-        raise config_lib.ConfigError("stage 1 on several GPU/CPU processes runs DDP: set "
-                                     "--config.runtime.param_sharding=replicate (the ViT-XL decoder with AdamW "
-                                     "and EMA needs ~8 GB per GPU); FSDP sharding of stage 1 is XLA-only for now")
     torch.manual_seed(config.seed)  # Same initial weights on every process.
     rae = (rae if rae is not None else build.build_rae(config.rae)).eval()
     decoder_module = rae.decoder.train(False)  # No dropout in the decoder: eval == train.
@@ -114,10 +110,13 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
     o = t.optimizer
     decoder_params = [p for p in runtime.unwrap(decoder).parameters() if p.requires_grad]
     disc_params = [p for p in disc_module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(decoder_params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
-                                  weight_decay=o.weight_decay)
-    disc_optimizer = torch.optim.AdamW(disc_params, lr=g.disc_lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
-                                       weight_decay=o.weight_decay)
+    # XLA: torch.optim.AdamW's arithmetic and state layout as a few multi-tensor calls (its per-tensor XLA path
+    # traces ~10 ops per tensor on the host every step, issue 10); torch backends keep torch's (DTensor-aware) one.
+    adamw = optimizer_lib.ForeachAdamW if runtime.kind == "xla" else torch.optim.AdamW
+    optimizer = adamw(decoder_params, lr=t.lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
+                      weight_decay=o.weight_decay)
+    disc_optimizer = adamw(disc_params, lr=g.disc_lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
+                           weight_decay=o.weight_decay)
     for opt in (optimizer, disc_optimizer):
         _init_adamw_state(opt)
     try:
@@ -136,7 +135,8 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
         ema_decay=float(t.ema_decay), precision=config.runtime.precision, host_rng=config.runtime.rng == "host")
     common = dict(
         rae=rae, decoder=decoder, decoder_params=decoder_params,
-        last_layer_weight=runtime.unwrap(decoder).decoder_pred.weight,
+        # Read at each call: under FSDP2 the module holds the all-gathered weight between forward and backward.
+        last_layer=lambda: runtime.unwrap(decoder).decoder_pred.weight,
         ema_pairs=ema_lib.paired_parameters(ema_decoder, runtime.unwrap(decoder)), lpips=lpips, disc=disc,
         disc_params=disc_params, optimizer=optimizer, disc_optimizer=disc_optimizer,
         autocast=lambda: runtime.autocast(config.runtime.precision), reduce_grad=_grad_averager(runtime),

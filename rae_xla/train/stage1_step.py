@@ -26,6 +26,7 @@ from torch import nn
 from rae_xla.losses import gan
 from rae_xla.losses.diffaug import diffaug
 from rae_xla.train import ema as ema_lib
+from rae_xla.train import optimizer as optimizer_lib
 
 RECON, DISC, GAN = 0, 1, 2
 PHASE_NAMES = ("recon", "disc", "gan")
@@ -99,7 +100,17 @@ def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
 
 def _adaptive_weight(recon_total: torch.Tensor, gan_loss: torch.Tensor, last_layer_weight: torch.Tensor,
                      max_d_weight: float, reduce_grad: Callable | None) -> torch.Tensor:
-    """gan.adaptive_weight; on torchrun (reduce_grad given) the same formula on the process-averaged gradients."""
+    """gan.adaptive_weight; on torchrun (reduce_grad given) the same formula on the process-averaged gradients.
+
+    last_layer_weight: `decoder_pred.weight` as this step's forward used it. Under FSDP2 that is the root's
+    all-gathered (unsharded) parameter: its gradient is this process's full (out, in) gradient, which reduce_grad
+    averages like DDP's. The sharded DTensor parameter is not in the autograd graph (FSDP2 all-gathers outside
+    autograd and reduce-scatters in its own post-backward hook).
+    """
+    if hasattr(last_layer_weight, "full_tensor"):
+        raise RuntimeError("stage 1: decoder_pred.weight is still a sharded DTensor after the decoder's forward, so "
+                           "the adaptive weight cannot differentiate it; the FSDP2 root (runtime.shard_model) must "
+                           "keep its parameters unsharded between forward and backward (reshard_after_forward=None).")
     if reduce_grad is None:
         return gan.adaptive_weight(recon_total, gan_loss, last_layer_weight, max_d_weight)
     recon_grad, = torch.autograd.grad(recon_total, last_layer_weight, retain_graph=True)
@@ -110,7 +121,8 @@ def _adaptive_weight(recon_total: torch.Tensor, gan_loss: torch.Tensor, last_lay
 
 
 def make_train_step(*, phase: int, use_lpips: bool, rae: nn.Module, decoder: nn.Module,
-                    decoder_params: list[torch.Tensor], last_layer_weight: torch.Tensor, ema_pairs: tuple[list, list], lpips: nn.Module | None,
+                    decoder_params: list[torch.Tensor], last_layer: Callable[[], torch.Tensor],
+                    ema_pairs: tuple[list, list], lpips: nn.Module | None,
                     disc: nn.Module, disc_params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
                     disc_optimizer: torch.optim.Optimizer, autocast: Callable[[], contextlib.AbstractContextManager],
                     reduce_grad: Callable[[torch.Tensor], torch.Tensor] | None, average_disc_grads: Callable[[], None],
@@ -119,7 +131,9 @@ def make_train_step(*, phase: int, use_lpips: bool, rae: nn.Module, decoder: nn.
 
     rae: the RAE on the device in eval mode (frozen encoder; `rae.decode(z, decoder=...)` decodes with the
       trainable, possibly wrapped `decoder`). lpips: LPIPS module on [-1, 1] inputs, or None when
-      perceptual_weight is 0. disc: the discriminator (heads trainable; eval mode: the generator step uses the
+      perceptual_weight is 0. last_layer: returns the decoder's `decoder_pred.weight` as the module holds it
+      right after its forward (read inside the step: FSDP2 swaps the sharded parameter for the all-gathered one
+      during forward). disc: the discriminator (heads trainable; eval mode: the generator step uses the
       stored spectral-norm vectors, the discriminator step forces one power iteration per call).
     reduce_grad: averages a gradient over processes (torchrun) so the adaptive weight sees the global batch's
       gradients as under XLA SPMD; None on one process and on XLA. average_disc_grads: the same for the
@@ -154,11 +168,11 @@ def make_train_step(*, phase: int, use_lpips: bool, rae: nn.Module, decoder: nn.
         if phase >= GAN:
             with autocast():
                 gan_loss = g_loss_fn(disc(_augment(recon * 2 - 1, draws, "gen", s)).float())
-            weight = _adaptive_weight(recon_total, gan_loss, last_layer_weight, s.max_d_weight, reduce_grad)
+            weight = _adaptive_weight(recon_total, gan_loss, last_layer(), s.max_d_weight, reduce_grad)
             total = recon_total + s.disc_weight * weight * gan_loss
         total.backward()
         max_norm = s.clip_grad if s.clip_grad > 0 else float("inf")  # inf: no clipping (official clip_grad 0).
-        torch.nn.utils.clip_grad_norm_(decoder_params, max_norm)
+        optimizer_lib.clip_gradients_(decoder_params, max_norm)  # Multi-tensor; FSDP2: torch's DTensor norm.
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if phase >= GAN:

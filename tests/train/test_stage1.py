@@ -135,9 +135,11 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(tmp_path, referenc
         assert [b[s].get(key) for s in sorted(a)] == [a[s].get(key) for s in sorted(a)], key
 
 
-def test_torchrun_two_processes_match_one(tmp_path, reference, data_dir):
+# DDP, and FSDP2 (decoder + EMA sharded; the adaptive weight differentiates the all-gathered decoder_pred.weight).
+@pytest.mark.parametrize("strategy", ["replicate", "fsdp"])
+def test_torchrun_two_processes_match_one(strategy, tmp_path, reference, data_dir):
     multi = tmp_path / "multi"
-    run_python(args(multi, data_dir, "--config.runtime.param_sharding=replicate"), timeout=TIMEOUT,
+    run_python(args(multi, data_dir, f"--config.runtime.param_sharding={strategy}"), timeout=TIMEOUT,
                module_runner=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
     a, b = by_step(reference), by_step(multi)
     assert sorted(b) == sorted(a)
