@@ -51,7 +51,8 @@ class TorchRuntime(Runtime):
         self._host_group = None
         if self.distributed:
             self._host_group = dist.new_group(backend="gloo") if kind == "cuda" else dist.group.WORLD
-        self._staging = None  # Host copy of the checkpoint state, allocated by the first save.
+        self._staging = None  # Host copy of the checkpoint state, allocated by the first save (of each layout).
+        self._staging_layout = None
 
     @property
     def distributed(self) -> bool:
@@ -154,8 +155,12 @@ class TorchRuntime(Runtime):
 
     def stage_state(self, state: dict[str, Any]) -> dict[str, Any]:
         live = state_lib.to_dcp(state, self.unwrap)
-        if self._staging is None:  # Host buffers (pinned on CUDA) are reused by every later save.
+        # Host buffers (pinned on CUDA) are reused by every later save of the same layout; another job in the same
+        # process (the quickstart runs stage 1, then stage 2) saves other tensors and gets its own.
+        layout = _tensor_layout(live)
+        if self._staging is None or layout != self._staging_layout:
             self._staging = _create_cpu_state_dict(live, pin_memory=self.kind == "cuda")
+            self._staging_layout = layout
         staged = _copy_state_dict(live, self._staging, non_blocking=self.kind == "cuda")
         self.wait()  # The non-blocking copies must land before training changes the tensors.
         return staged
@@ -187,3 +192,13 @@ def prime_optimizer_with_zero_grads(optimizer: torch.optim.Optimizer) -> None:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
+
+def _tensor_layout(tree, path: tuple = ()) -> tuple:
+    """(path, shape, dtype) of every tensor in a nested dict/list state, in order: equal layouts can share buffers."""
+    if isinstance(tree, dict):
+        return tuple(x for key, value in tree.items() for x in _tensor_layout(value, (*path, key)))
+    if isinstance(tree, (list, tuple)):
+        return tuple(x for i, value in enumerate(tree) for x in _tensor_layout(value, (*path, i)))
+    if isinstance(tree, torch.Tensor):
+        return ((path, tuple(tree.shape), tree.dtype),)
+    return ()

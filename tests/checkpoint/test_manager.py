@@ -202,3 +202,20 @@ def test_a_failing_run_still_completes_the_save_in_flight(tmp_path, runtime):
         finally:
             manager.close()
     assert (tmp_path / "1" / COMMIT_MARKER).exists() and manager.verify(1) is None
+
+
+
+def test_one_runtime_saves_states_of_different_layouts(tmp_path, runtime):
+    """The quickstart saves stage 1's, then stage 2's state from one process: each layout gets its own staging."""
+    def state(seed, widths):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(*[torch.nn.Linear(a, b) for a, b in zip(widths, widths[1:])])
+        return {"model": model, "optim": (model, torch.optim.AdamW(model.parameters()))}
+
+    for name, widths in (("a", (16, 32, 8)), ("b", (8, 4)), ("c", (16, 32, 8))):
+        saved = state(1, widths)
+        with CheckpointManager(str(tmp_path / name), runtime, keep=2, async_save=True) as manager:
+            manager.save(1, saved, meta={})
+        restored = state(2, widths)
+        CheckpointManager(str(tmp_path / name), runtime, keep=2).restore_latest(restored)
+        _assert_equal(_weights(restored), _weights(saved))
