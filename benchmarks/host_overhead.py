@@ -299,7 +299,9 @@ def run_children(device_counts, argv) -> list[dict]:
     results = []
     for count in device_counts:
         env = dict(os.environ, PJRT_DEVICE="CPU", CPU_NUM_DEVICES=str(count))
-        args = [a for a in argv[1:] if not a.startswith(("--devices", "--md_out", "--json_out", "--label"))]
+        # sys.argv, not absl's argv (which holds only the positional arguments left after flag parsing): the
+        # child must see the same flags, or it measures the defaults (as the 1-device rows once did).
+        args = [a for a in sys.argv[1:] if not a.startswith(("--devices", "--md_out", "--json_out", "--label"))]
         out = subprocess.run([sys.executable, argv[0], *args, "--devices="], env=env, capture_output=True,
                              text=True, check=False)
         print(out.stdout, end="", flush=True)
