@@ -3,8 +3,9 @@
 torch_xla's lazy mode re-runs the Python step on every call, builds its IR graph, hashes it and dispatches the
 cached executable. For DiT^DH-XL (30 blocks, 376 parameter tensors and their AdamW/EMA state) that host work
 takes ~2.5 s per step on a 2-core CPU host (benchmarks/results/*_host_overhead.md), while a v5p-64 runs the
-step in ~0.16 s: the accelerator would wait for Python. `CapturedStep` traces the step twice, checks that the
-two traces are the same graph with the same baked-in values, and from then on calls the compiled executable
+step in ~0.16 s: the accelerator would wait for Python. `CapturedStep` runs the first call lazily (it creates
+state such as AdamW moments), then traces the step until two traces are the same graph with the same baked-in
+values (2 calls; the graph count stays the lazy path's 2), and from then on calls the compiled executable
 directly with the current state tensors (`_run_cached_graph`), putting the results back into those tensors
 without IR (`_replace_xla_tensor`). The graph is the one the lazy path builds, so the numbers are the lazy
 path's, bit for bit (tests/runtime/test_xla_capture.py).
@@ -33,6 +34,7 @@ _replace_xla_tensor, _get_seed_info_id, _get_base_seed_as_tensor. `runtime.captu
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Callable, Sequence
 
@@ -79,6 +81,7 @@ class CapturedStep:
         self._graph: _Graph | None = None
         self._traces = 0  # Traces of the current capture.
         self._ready = False  # Two consecutive traces agreed: replay from now on.
+        self._warm = False  # The first call ran lazily (it may create state tensors).
         self._state: list[torch.Tensor] = []  # state() at the last trace: what replays read and update.
         self.replays = 0
 
@@ -89,13 +92,40 @@ class CapturedStep:
         if self._ready:
             self.replays += 1
             return self._replay(self._graph, self._state, flat_args)
+        if not self._warm:
+            self._warm = True
+            return self._lazy(pytree.tree_unflatten(flat_args, arg_spec))
         self._state = list(self.state())
         return self._trace(self._state, flat_args, arg_spec)
+
+    def _lazy(self, args) -> object:
+        """The first call, as torch_xla.compile runs it: it may create state (AdamW moments) inside its graph,
+        which the captures after it then see as state tensors."""
+        torch_xla.sync()
+        with self._tracing():
+            out = self.fn(*args)
+        torch_xla.sync()
+        return out
+
+    @contextlib.contextmanager
+    def _tracing(self):
+        """Lazy tracing (no eager mode), no execution inside the step when strict, the step's graph name."""
+        saved_eager, saved_allow, saved_name = (_X._get_use_eager_mode(), _X._get_allow_execution(),
+                                                _X._get_current_graph_name())
+        _X._set_use_eager_mode(False)
+        _X._set_allow_execution(not self.strict)
+        _X._set_current_graph_name(self.name)
+        try:
+            yield
+        finally:
+            _X._set_allow_execution(saved_allow)
+            _X._set_use_eager_mode(saved_eager)
+            _X._set_current_graph_name(saved_name)
 
     def recapture(self) -> None:
         """Trace again at the next call: after the tensors `state()` returns were replaced by other objects
         (e.g. optimizer.load_state_dict). Between traces `state()` is not called (it is per-tensor Python)."""
-        self._graph, self._traces, self._ready, self._state = None, 0, False, []
+        self._graph, self._traces, self._ready, self._state, self._warm = None, 0, False, [], False
 
     # --- Capture ---------------------------------------------------------------------------------------------------
 
@@ -108,16 +138,8 @@ class CapturedStep:
         by_handle = {_buffer_handle(t): ("arg", i) for i, t in enumerate(flat_args) if isinstance(t, torch.Tensor)}
         by_handle.update({_buffer_handle(t): ("state", i) for i, t in enumerate(state)})
         args = pytree.tree_unflatten(flat_args, arg_spec)
-        saved_eager, saved_allow = _X._get_use_eager_mode(), _X._get_allow_execution()
-        _X._set_use_eager_mode(False)
-        _X._set_allow_execution(not self.strict)
-        saved_name = _X._get_current_graph_name()
-        _X._set_current_graph_name(self.name)
-        try:
+        with self._tracing():
             out = self.fn(*args)
-        finally:
-            _X._set_allow_execution(saved_allow)
-            _X._set_use_eager_mode(saved_eager)
         flat_out, out_spec = pytree.tree_flatten(out)
         need = _X._check_tensor_need_materialization(state)
         updated = [i for i, n in enumerate(need) if n]
@@ -147,7 +169,6 @@ class CapturedStep:
         const_values = [c.detach().cpu().clone() for c in consts]
         results = _X._run_cached_graph(graph_hash, values)  # This step, from the traced inputs.
         _X._clear_pending_irs(self.device)  # Drop the trace's IR: the results below replace it.
-        _X._set_current_graph_name(saved_name)
         self._ready = self._same_as_previous(graph_hash, sources, const_values)
         self._graph = _Graph(graph_hash, sources, updated, out_spec,
                              [] if self._ready else const_values)  # Host copies: only until the check.

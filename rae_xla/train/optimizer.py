@@ -79,9 +79,13 @@ class ForeachAdamW(torch.optim.AdamW):
             params = [p for p in group["params"] if p.requires_grad]
             if not params:
                 continue
-            _, _, step_t = self._group_slots(index, group, params)
-            step_t.add_(1)
-            lr, (beta1, beta2), wd, step = float(group["lr"]), group["betas"], group["weight_decay"], float(step_t)
+            if all("exp_avg" in self.state[p] for p in params):
+                _, _, step_t = self._group_slots(index, group, params)
+                step_t.add_(1)
+                step, advance_in_step = float(step_t), False
+            else:  # First step: the moments are created inside step() (in the step's graph, not one of their own).
+                step, advance_in_step = float(self._group_step_count(params)) + 1, True
+            lr, (beta1, beta2), wd = float(group["lr"]), group["betas"], group["weight_decay"]
             values = torch.tensor([1 - lr * wd, -(lr / (1 - beta1 ** step)), (1 - beta2 ** step) ** 0.5],
                                   dtype=torch.float64).float()
             old = self._prepared_tensors.get(index)
@@ -91,8 +95,13 @@ class ForeachAdamW(torch.optim.AdamW):
             else:
                 for target, value in zip(old, fresh):
                     (replace_data or torch.Tensor.copy_)(target, value)
-            prepared[index] = (params, self._prepared_tensors[index])
+            prepared[index] = (params, self._prepared_tensors[index], advance_in_step)
         self._prepared = prepared
+
+    def _group_step_count(self, params: list[torch.Tensor]) -> float:
+        """The step count of a group's parameters (0 before the first step)."""
+        steps = {float(self.state[p]["step"]) for p in params if "step" in self.state[p]}
+        return max(steps) if steps else 0.0
 
     def step_scalar_tensors(self) -> list[torch.Tensor]:
         """The device tensors `prepare_step` fills (state of a captured step); empty before the first call."""
@@ -159,7 +168,8 @@ class ForeachAdamW(torch.optim.AdamW):
         self._prepared = None
         return loss
 
-    def _prepared_step(self, group: dict, params: list[torch.Tensor], scalars: list[torch.Tensor]) -> None:
+    def _prepared_step(self, group: dict, params: list[torch.Tensor], scalars: list[torch.Tensor],
+                       advance: bool) -> None:
         """The update of `step()` with `prepare_step`'s device scalars in place of Python numbers."""
         missing = sum(p.grad is None for p in params)
         if missing:
@@ -167,7 +177,9 @@ class ForeachAdamW(torch.optim.AdamW):
                              "at step(); a prepared step updates them all (call step() without prepare_step "
                              "to skip parameters without gradients).")
         grads = [p.grad for p in params]
-        exp_avgs, exp_avg_sqs, _ = self._group_slots(self.param_groups.index(group), group, params)
+        exp_avgs, exp_avg_sqs, step_t = self._group_slots(self.param_groups.index(group), group, params)
+        if advance:
+            step_t.add_(1)  # The first step: prepare_step counted it before the state existed.
         decay, step_size, bias_correction2_sqrt = scalars
         beta1, beta2 = group["betas"]
         new_params = torch._foreach_mul(params, decay) if group["weight_decay"] != 0 else params

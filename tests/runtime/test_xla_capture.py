@@ -3,7 +3,7 @@
 runtime/xla_capture.py replays a compiled graph instead of re-running the step's Python (issue 10). The toy step in
 capture_xla_script.py has what the trainers' steps have: FSDP-sharded weights, device random draws, ForeachAdamW
 with a per-step learning rate (through `prepare_step`), an EMA whose tensors start as clones of the weights.
-The stage-2 trainer's own parity tests (tests/train/test_stage2*.py) run with capture on, its default.
+The stage-2 trainer uses it with --config.runtime.capture_step=True (off by default for now, see README).
 """
 import json
 
