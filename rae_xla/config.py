@@ -107,9 +107,8 @@ def runtime_block(**overrides: Any) -> ml_collections.ConfigDict:
         strict=False,  # XLA: a recompile after warm-up or a host sync inside the step raises.
         # XLA: after a lazy first call, trace the stage-2 training step until two traces agree, then replay its
         # compiled graph without running its Python (the host cost per step drops from a full trace to a
-        # launch, ~44x on DiT^DH-XL's graph; runtime/xla_capture.py, issue 10). Off by default until the open
-        # points in README "Host overhead per XLA step" are settled.
-        capture_step=False,
+        # launch, ~44x on DiT^DH-XL's graph; runtime/xla_capture.py, issue 10). False: trace every call.
+        capture_step=True,
         torch_compile=False,  # cuda/cpu: wrap the step in torch.compile.
         # XLA on TPU: persistent compilation cache, a LOCAL dir on each host (a shared one still compiles per host,
         # pytorch/xla#7196); 'auto' = ~/.cache/rae_xla/xla_cache on TPU, off elsewhere (CPU cannot reload
