@@ -1,15 +1,17 @@
-"""The sampling jobs on the quickstart's tiny models (random-tiny encoder, tiny decoder, tiny DiT^DH): CPU minutes.
+"""The sampling jobs on the tiny models of the quickstart's test size (configs/quickstart.py:size=fast: random-tiny
+encoder at 56 px -> 4x4x64 latents, tiny decoder, tiny DiT^DH): CPU minutes.
 
-  make quickstart                                    # trains runs/quickstart (checkpoints with EMA weights)
+  python -m rae_xla.main --config=configs/quickstart.py --workdir=runs/quickstart_stage2   # part=stage2, size=fast
   python -m rae_xla.main --config=configs/sample_quickstart.py:job=sample --workdir=runs/quickstart_sample \
-      --config.sampling.checkpoint=runs/quickstart   # samples/samples.png + .npz from the newest EMA
+      --config.sampling.checkpoint=runs/quickstart_stage2   # samples/samples.png + .npz from the newest EMA
   python -m rae_xla.main --config=configs/sample_quickstart.py --workdir=runs/quickstart_fid \
-      --config.sampling.checkpoint=runs/quickstart   # 1000 samples -> runs/quickstart_fid/samples.npz
+      --config.sampling.checkpoint=runs/quickstart_stage2   # 1000 samples -> runs/quickstart_fid/samples.npz
   python -m rae_xla.main --config=configs/sample_quickstart.py:job=reconstruct --workdir=runs/quickstart_recon
 
 Arguments: job=sample_fid|sample|reconstruct, num=N, batch=B, guidance=none|cfg|autoguidance (autoguidance
 takes `sample.guidance.model_weights`: a checkpoint of the same tiny model, e.g. an earlier one copied aside).
-The decoder is untrained, so the pictures are noise-like (as in the quickstart); the tests use this config.
+The decoder is untrained, so the pictures are noise-like (as those of part=stage2); the tests use this config.
+`make quickstart` (part=all) trains a larger model on 8x8 latents (size=demo), which this config does not build.
 """
 import ml_collections
 

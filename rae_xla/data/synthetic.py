@@ -1,8 +1,11 @@
 """The embedded default dataset: coloured shapes, one (shape, hue) per class, deterministic per index.
 
-Class c draws shape SHAPES[c % 4] in hue (c * 0.382) mod 1 (golden-ratio steps keep neighbouring
-classes apart) on a noisy two-colour gradient; position, size, rotation and colour jitter come from
-numpy's PCG64 seeded with (GENERATOR_SEED, split, index), so image i is the same on every machine.
+Class c draws one large shape SHAPES[c % 4] in hue (c * 0.382) mod 1 (golden-ratio steps keep neighbouring
+classes apart) near the centre of a noisy two-colour gradient; position jitter, size, rotation and colour jitter
+come from numpy's PCG64 seeded with (GENERATOR_SEED, split, index), so image i is the same on every machine.
+The shape is big (radius 0.24-0.34 H, squares and triangles of about the same area), upright (tilted by at most
+TILT_DEGREES) and within 0.1 H of the centre: the quickstart trains its tiny generator for a few CPU minutes,
+and with shapes of any size, position and rotation (shapes-v1) its samples stayed colour blobs.
 Images are 4:3 landscape like ImageNet (H = image_size, W = round(4/3 * H)), JPEG q95, so the
 quickstart and tests run the same decode + ADM crop path as ImageNet.
 
@@ -22,9 +25,10 @@ from PIL import ImageDraw
 
 from rae_xla.data import builder
 
-GENERATOR = 'shapes-v1'  # bump when the drawing changes, so stale caches are detected
+GENERATOR = 'shapes-v2'  # bump when the drawing changes, so stale caches are detected
 GENERATOR_SEED = 20251013  # arXiv 2510.11690's month; any fixed constant works
 SHAPES = ('disc', 'square', 'triangle', 'ring')
+TILT_DEGREES = 10.0
 _SPLIT_IDS = {'train': 0, 'validation': 1}
 PARAMS_FILE = 'synthetic_params.json'
 
@@ -46,11 +50,13 @@ def render(class_id: int, index: int, split: str, height: int) -> np.ndarray:
     image = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
     colour = np.clip(class_colour(class_id) + rng.uniform(-20, 20, size=3), 0, 255)
     fill = tuple(int(v) for v in colour)
-    # The shape stays inside the central H x H square, so the ADM center crop always sees it whole.
-    radius = height * rng.uniform(0.18, 0.32)
-    cx = width / 2 + rng.uniform(-1, 1) * (height / 2 - radius)
-    cy = height / 2 + rng.uniform(-1, 1) * (height / 2 - radius)
-    angle = rng.uniform(0, 2 * math.pi)
+    # Size: the disc's radius; a square's and a triangle's circumradii are 1.25x and 1.3x it, which gives about
+    # the disc's area. With the 0.1 H centre jitter every shape stays inside the central H x H square (at most
+    # 0.45 H from its centre), so the ADM center crop sees it whole.
+    radius = height * rng.uniform(0.24, 0.34)
+    cx = width / 2 + rng.uniform(-1, 1) * 0.1 * height
+    cy = height / 2 + rng.uniform(-1, 1) * 0.1 * height
+    tilt = math.radians(rng.uniform(-1, 1) * TILT_DEGREES)
     draw = ImageDraw.Draw(image)
     shape = SHAPES[class_id % len(SHAPES)]
     if shape in ('disc', 'ring'):
@@ -60,9 +66,12 @@ def render(class_id: int, index: int, split: str, height: int) -> np.ndarray:
         else:
             draw.ellipse(box, outline=fill, width=max(2, round(radius * 0.35)))
     else:
-        corners = 4 if shape == 'square' else 3
-        draw.polygon([(cx + radius * math.cos(angle + 2 * math.pi * k / corners),
-                       cy + radius * math.sin(angle + 2 * math.pi * k / corners)) for k in range(corners)], fill=fill)
+        # An upright square (corners at 45 degrees) or a triangle pointing up, centred on its bounding box.
+        corners, scale, start, drop = (4, 1.25, math.pi / 4, 0.0) if shape == 'square' else (3, 1.3, -math.pi / 2, 0.25)
+        r = scale * radius
+        draw.polygon([(cx + r * math.cos(start + tilt + 2 * math.pi * k / corners),
+                       cy + drop * r + r * math.sin(start + tilt + 2 * math.pi * k / corners)) for k in range(corners)],
+                     fill=fill)
     return np.asarray(image)
 
 
