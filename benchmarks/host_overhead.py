@@ -328,7 +328,7 @@ def main(argv):
     config.runtime.backend = "xla"
     if _FAST_COMPILE.value:  # Before torch_xla is imported (make_runtime imports it).
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-    command = " ".join(["python", *map(shlex.quote, argv)])
+    command = " ".join(["python", *map(shlex.quote, sys.argv)])  # sys.argv: absl's argv lost the flags.
     if _DEVICES.value:
         results = run_children([int(d) for d in _DEVICES.value], argv)
     else:
