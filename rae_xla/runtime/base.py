@@ -59,6 +59,11 @@ class Runtime(abc.ABC):
         (the EMA copy) lays its parameters out exactly like `shard_model` does, so element-wise updates between the
         two need no communication; otherwise (the encoder) the default layout of the backend is used."""
 
+    def zeros_like_param(self, param: torch.Tensor) -> torch.Tensor:
+        """Zeros shaped and laid out like the placed parameter `param` (optimizer state made before the first
+        step). Here `torch.zeros_like`, which keeps an FSDP2 DTensor's placement; XLA overrides it."""
+        return torch.zeros_like(param)
+
     @abc.abstractmethod
     def device_batches(self, host_batches: Iterable[Mapping[str, torch.Tensor]]) -> Iterator[dict]:
         """Turns this process's slices of global batches (host tensors, batch dim first) into device batches,

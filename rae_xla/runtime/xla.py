@@ -95,6 +95,16 @@ class XlaRuntime(Runtime):
             return self.shard_model(model)  # FSDP-sharded like the model: saves memory, adds all-gathers.
         return model.to(self.device)  # 'replicate': a full copy on every chip, no collectives in its forward.
 
+    def zeros_like_param(self, param: torch.Tensor) -> torch.Tensor:
+        # A zeros_like made outside the step carries no sharding: the step's entry sync materialises it
+        # replicated, and in-place updates keep it so (measured: AdamW moments of an fsdp=4-sharded weight held
+        # whole on every device). Give it the parameter's sharding, as torch_xla's prime_optimizer does for grads.
+        zeros = torch.zeros_like(param)
+        spec = torch_xla._XLAC._get_xla_op_sharding(param)
+        if spec:
+            torch_xla._XLAC._xla_mark_sharding(zeros, spec)
+        return zeros
+
     def _pin_activations(self, model: nn.Module) -> None:
         """Constrains outputs of the modules matching `activation_sharding` to the batch sharding."""
         if not self._cfg.activation_sharding:

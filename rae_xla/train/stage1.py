@@ -118,7 +118,7 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
     disc_optimizer = adamw(disc_params, lr=g.disc_lr_schedule.base_lr, betas=tuple(o.betas), eps=o.eps,
                            weight_decay=o.weight_decay)
     for opt in (optimizer, disc_optimizer):
-        _init_adamw_state(opt)
+        _init_adamw_state(opt, runtime)
     try:
         lr_at = schedules.make_schedule(t.lr_schedule, steps_per_epoch)
         disc_schedule = schedules.make_schedule(g.disc_lr_schedule, steps_per_epoch)
@@ -158,14 +158,15 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
 # Building blocks of the setup.
 
 
-def _init_adamw_state(optimizer: torch.optim.AdamW) -> None:
+def _init_adamw_state(optimizer: torch.optim.AdamW, runtime) -> None:
     """Creates AdamW's state as its first step would (step 0, zero moments): identical updates, and every
     checkpoint holds both optimizers' tensors, so a run saved before the discriminator's first update resumes
-    (a checkpoint without them could not be loaded into a primed optimizer)."""
+    (a checkpoint without them could not be loaded into a primed optimizer). The moments get their parameter's
+    layout (sharded like it under XLA FSDP; a plain zeros_like would be replicated there)."""
     for group in optimizer.param_groups:
         for p in group["params"]:
-            optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
-                                  "exp_avg_sq": torch.zeros_like(p)}
+            optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": runtime.zeros_like_param(p),
+                                  "exp_avg_sq": runtime.zeros_like_param(p)}
 
 
 def _to_step(start: float, unit: str, steps_per_epoch: int) -> int:

@@ -93,6 +93,18 @@ def test_xla_fsdp_on_4_devices_matches_eager_in_all_phases_with_a_fixed_graph_co
     assert graphs == sorted(graphs) and graphs[-1] <= 8 and graphs[-1] == graphs[-2], graphs  # GAN step 2: none.
 
 
+def test_xla_adamw_moments_made_at_build_time_are_sharded_like_their_parameters():
+    """stage1.build_training creates both optimizers' state up front (every checkpoint then holds it); under XLA
+    FSDP the moments must carry their parameter's sharding before and after steps (a plain zeros_like made
+    outside the step is materialised whole on every device and stays so). See stage1_xla_state_check.py."""
+    result = run_python([os.path.join(os.path.dirname(__file__), "stage1_xla_state_check.py")], xla_devices=4,
+                        timeout=TIMEOUT)
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["check"] for r in rows] == ["built", "after_steps"] and result.stdout.strip().endswith("OK")
+    for r in rows:
+        assert r["tensors"] > r["sharded"] > 0 and r["mismatched"] == [], r
+
+
 def _tolerance(key, step):
     """XLA vs eager: float32 rounding (1e-4) for everything the decoder alone determines, at every step. Once the
     discriminator has taken an AdamW step (step 3 updates it, so from step 4), its outputs differ by up to ~2 %:
