@@ -2,7 +2,7 @@
 what the README promises.
 
 One run through `python -m rae_xla.main` with the Makefile's config (only the dataset cache moved into tmp_path);
-~7.5 minutes on 2 CPU cores (shorter runs do not pass: after 600 resp. 1,200 stage-2 steps the samples had their
+~8-9 minutes on 2 CPU cores (shorter runs do not pass: after 600 resp. 1,200 stage-2 steps the samples had their
 class's colour in 0 resp. 50 % of cases, after the default 2,000 in 100 %). The bounds are against baselines the
 run computes itself, not recorded numbers: the decoder's reconstructions must beat the mean training image by a
 wide PSNR margin, and the stage-2 samples must show their class's colour and shape (judged by
