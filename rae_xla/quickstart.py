@@ -26,6 +26,7 @@ from PIL import Image
 from rae_xla import config as config_lib
 from rae_xla import data, export_decoder
 from rae_xla.eval import latent_stats, shape_classes
+from rae_xla.eval import recon as recon_metrics
 from rae_xla.train import build, stage1, stage2
 
 SUMMARY_FILE = "quickstart.json"
@@ -179,9 +180,9 @@ def _first_images(data_cfg, split: str, count: int) -> tuple[np.ndarray, np.ndar
 
 
 def psnr(images: np.ndarray, references: np.ndarray) -> float:
-    """Mean over images of the 8-bit PSNR (dB) between two (N, H, W, 3) arrays."""
-    mse = ((images.astype(np.float64) - references.astype(np.float64)) ** 2).mean(axis=(1, 2, 3))
-    return float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))))
+    """Mean over images of the PSNR (dB) between two (N, H, W, 3) arrays of 0..255 values (eval/recon.py's)."""
+    as_unit = lambda x: recon_metrics.to_unit_float(torch.from_numpy(np.asarray(x, dtype=np.float64)))  # noqa: E731
+    return float(recon_metrics.psnr(as_unit(images), as_unit(references)).double().mean())
 
 
 def _grid_tiles(grid: np.ndarray, count: int) -> np.ndarray:
