@@ -79,12 +79,13 @@ class ForeachAdamW(torch.optim.AdamW):
             params = [p for p in group["params"] if p.requires_grad]
             if not params:
                 continue
-            if all("exp_avg" in self.state[p] for p in params):
+            # The slot cache exists once the state does: no per-parameter check on later steps.
+            if index in self._slots or all("exp_avg" in self.state[p] for p in params):
                 _, _, step_t = self._group_slots(index, group, params)
                 step_t.add_(1)
                 step, advance_in_step = float(step_t), False
             else:  # First step: the moments are created inside step() (in the step's graph, not one of their own).
-                step, advance_in_step = float(self._group_step_count(params)) + 1, True
+                step, advance_in_step = self._group_step_count(index, params) + 1, True
             lr, (beta1, beta2), wd = float(group["lr"]), group["betas"], group["weight_decay"]
             values = torch.tensor([1 - lr * wd, -(lr / (1 - beta1 ** step)), (1 - beta2 ** step) ** 0.5],
                                   dtype=torch.float64).float()
@@ -98,10 +99,13 @@ class ForeachAdamW(torch.optim.AdamW):
             prepared[index] = (params, self._prepared_tensors[index], advance_in_step)
         self._prepared = prepared
 
-    def _group_step_count(self, params: list[torch.Tensor]) -> float:
-        """The step count of a group's parameters (0 before the first step)."""
+    def _group_step_count(self, index: int, params: list[torch.Tensor]) -> float:
+        """The one step count of a group's parameters (0 before the first step); several is an error."""
         steps = {float(self.state[p]["step"]) for p in params if "step" in self.state[p]}
-        return max(steps) if steps else 0.0
+        if len(steps) > 1:
+            raise ValueError(f"ForeachAdamW needs one step count per parameter group; group {index} has {sorted(steps)}"
+                             " (a state dict from an optimizer that skipped some parameters at some steps).")
+        return steps.pop() if steps else 0.0
 
     def step_scalar_tensors(self) -> list[torch.Tensor]:
         """The device tensors `prepare_step` fills (state of a captured step); empty before the first call."""
@@ -112,11 +116,7 @@ class ForeachAdamW(torch.optim.AdamW):
         cached = self._slots.get(index)
         if cached is not None and len(cached[0]) == len(params) and all(a is b for a, b in zip(cached[0], params)):
             return cached[1:]
-        steps = {float(self.state[p]["step"]) for p in params if "step" in self.state[p]}
-        if len(steps) > 1:
-            raise ValueError(f"ForeachAdamW needs one step count per parameter group; group {index} has {sorted(steps)}"
-                             " (a state dict from an optimizer that skipped some parameters at some steps).")
-        step = torch.tensor(steps.pop() if steps else 0.0, dtype=torch.float32)  # Host, as torch's default.
+        step = torch.tensor(self._group_step_count(index, params), dtype=torch.float32)  # Host, as torch's default.
         for p in params:
             state = self.state[p]
             if "exp_avg" not in state:
