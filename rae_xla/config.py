@@ -478,8 +478,6 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
             path = config.rae[field]
             _require(not path or _is_remote(path) or os.path.exists(os.path.expanduser(path)),
                      f"rae.{field}={path!r} does not exist; give a local, gs:// or hf:// path, or '' for none")
-            _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
-                     f"rae.{field}={path!r} does not exist; give a local or gs:// path, or '' for none")
     if "stats" in config:
         _one_of(config.stats.estimator, ("exact", "official_ema"), "stats.estimator")
         _one_of(config.stats.sum_dtype, ("float64", "float32"), "stats.sum_dtype")
@@ -490,8 +488,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = Non
         _check_eval_batch(config.eval.global_batch_size, "eval.global_batch_size", mesh, process_count)
         for field in ("inception_weights", "lpips_vgg_weights"):
             path = config.eval[field]
-            _require(not path or path.startswith("gs://") or os.path.exists(os.path.expanduser(path)),
-                     f"eval.{field}={path!r} does not exist; give a local file, or ''")
+            _require(not path or _is_remote(path) or os.path.exists(os.path.expanduser(path)),
+                     f"eval.{field}={path!r} does not exist; give a local, gs:// or hf:// file, or ''")
     if "data" in config:
         from rae_xla import data  # Deferred: tfds imports take ~2 s.
         try:
