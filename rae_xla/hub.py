@@ -118,3 +118,54 @@ def _not_found(hub_path: HubPath, why: str) -> HubFileNotFoundError:
         f"{hub_path}: {why}. Fetch it where the Hub is reachable with `{hub_path.fetch_command()}` (cache: "
         f"{constants.HF_HUB_CACHE}; set HF_HOME or HF_HUB_CACHE to use another), or point the field at a local or "
         f"gs:// copy of the file.")
+
+
+def probe(path: str, folder: bool = False) -> str | None:
+    """None if the hf:// file (or folder / repository) is in the local cache or on the Hub, else why not.
+
+    Metadata only (the preflight's check, rae_xla/preflight/): the cache is looked up first; where it lacks the
+    file and the Hub may be reached (HF_HUB_OFFLINE unset), one HEAD request (file) or repository lookup
+    (folder) asks the Hub. Nothing is downloaded.
+    """
+    try:
+        hub_path = parse(path)
+    except ValueError as e:
+        return str(e)
+    from huggingface_hub import constants
+    if _in_cache(hub_path, folder or not hub_path.path):
+        return None
+    fetch = f"fetch it where the Hub is reachable with `{hub_path.fetch_command()}`"
+    if constants.HF_HUB_OFFLINE:
+        return f"not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1; {fetch}"
+    from huggingface_hub import HfApi, errors as hub_errors, get_hf_file_metadata, hf_hub_url
+    try:
+        if folder or not hub_path.path:
+            HfApi().repo_info(hub_path.repo_id, revision=hub_path.revision)
+        else:
+            get_hf_file_metadata(hf_hub_url(hub_path.repo_id, hub_path.path, revision=hub_path.revision))
+        return None
+    except hub_errors.RevisionNotFoundError:
+        return f"revision {hub_path.revision!r} does not exist"
+    except hub_errors.EntryNotFoundError:
+        return "the repository has no such file"
+    except hub_errors.RepositoryNotFoundError:
+        return "the repository does not exist or is private (log in with `hf auth login`)"
+    except Exception as e:  # noqa: BLE001  No network, DNS, proxy, 5xx: the cause is the answer.
+        from rae_xla import remote
+        cause = remote.network_cause(e) or f"{type(e).__name__}: {e}"
+        return f"not in the local Hugging Face cache and the Hub cannot be reached ({cause}); {fetch}"
+
+
+def _in_cache(hub_path: HubPath, folder: bool) -> bool:
+    """Whether the HF cache holds the file (or, for `folder`, any file under the folder / repository)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    if not folder:
+        return isinstance(try_to_load_from_cache(hub_path.repo_id, hub_path.path, revision=hub_path.revision), str)
+    root = os.path.join(constants.HF_HUB_CACHE, "models--" + hub_path.repo_id.replace("/", "--"))
+    revision = hub_path.revision or "main"
+    ref = os.path.join(root, "refs", revision)
+    if os.path.isfile(ref):
+        with open(ref) as f:
+            revision = f.read().strip()
+    target = os.path.join(root, "snapshots", revision, hub_path.path)
+    return os.path.isdir(target) and any(os.scandir(target))

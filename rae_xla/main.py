@@ -3,6 +3,8 @@
 The only file of the library that defines flags. It parses them, builds the runtime, validates the config,
 writes `workdir/config.json` (process 0), and runs the job named by `config.job` (rae_xla.config.JOBS).
 Overrides: `--config.train.global_batch_size=256`; an unknown key names its nearest valid neighbours.
+`--preflight [--plan_for=v5p-64]` runs rae_xla/preflight instead of the job: the plan and every input checked,
+all problems listed, exit 2 if any (no weights loaded, no accelerator runtime started).
 
 The error boundary of every job is here: a `rae_xla.errors.UserError` (config files and their arguments, paths,
 files that are not what a field expects, the workdir, damaged checkpoints) ends the process with exit code 2
@@ -20,12 +22,17 @@ from etils import epath
 from ml_collections import config_flags
 
 from rae_xla import config as config_lib
-from rae_xla import errors
+from rae_xla import errors, remote
 from rae_xla.runtime import make_runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file in configs/, optionally ':arg'.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (local path or gs://bucket/path).")
+_PREFLIGHT = flags.DEFINE_bool("preflight", False, "Print the job's plan (devices, mesh, batches, parameters, FLOPs, "
+                                "bytes per device, checkpoints) and check every input and the workdir, without "
+                                "loading weights or starting the accelerator; exit 2 listing every problem.")
+_PLAN_FOR = flags.DEFINE_string("plan_for", "", "With --preflight: plan for these devices instead of this machine's: "
+                                "a TPU slice (v5p-64, 2xv5p-64, v6e-256), gpu:N or cpu[:N].")
 _TRACEBACK = flags.DEFINE_bool("traceback", False, "Also print the Python traceback of input errors (which are "
                                                    "otherwise one FATAL line).")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -97,10 +104,8 @@ def _prepare_workdir(workdir: str) -> None:
                                   "folder you can write to") from e
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config, workdir = _CONFIG.value, _WORKDIR.value
+def run(config, workdir: str) -> None:
+    """validate -> runtime -> workdir -> the job of `config.job`; UserError for bad input (see `main`)."""
     runtime = None
     try:
         config_lib.validate(config)  # Static checks first: nothing is initialised yet.
@@ -112,14 +117,31 @@ def main(argv):
         else:
             logging.set_verbosity(logging.WARNING)  # One log per run, from process 0.
         importlib.import_module(config_lib.JOBS[config.job]).run(config, workdir, runtime)
+    finally:
+        if runtime is not None:
+            runtime.close()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    try:
+        if _PREFLIGHT.value:
+            from rae_xla import preflight
+            sys.exit(2 if preflight.run(config, workdir, plan_for=_PLAN_FOR.value) else 0)
+        run(config, workdir)
     except errors.UserError as e:  # Found while building or running (a wrong file, no intact checkpoint): one line.
         _fail(e)
     except FloatingPointError as e:  # A diverged run: say where, and what was kept.
         print(f"FATAL training error: {e}", file=sys.stderr)
         sys.exit(1)
-    finally:
-        if runtime is not None:
-            runtime.close()
+    except Exception as e:  # noqa: BLE001  A network or storage failure outside a wrapped read: still one line.
+        cause = remote.network_cause(e)
+        if cause is None:
+            raise
+        _fail(errors.InputPathError(f"a remote read or write failed: {cause}. Check the network and the gs:// / "
+                                    "hf:// paths of the config (--traceback shows where)."))
 
 
 if __name__ == "__main__":

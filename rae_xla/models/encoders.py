@@ -107,18 +107,28 @@ def load_encoder(kind: str, path: str, input_size: int) -> FrozenEncoder:
     return FrozenEncoder(kind, hf_model, cfg.hidden_size, patch, input_size, prefix, mean, std)
 
 
+# The random-tiny encoders' sizes (also read by the preflight's planner, which builds no model).
+RANDOM_TINY_WIDTHS = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+
+
+def random_tiny_shape(kind: str) -> tuple[int, int, int, int]:
+    """(hidden size, patch, layers, register tokens) of the random-tiny encoder of `kind`."""
+    return (RANDOM_TINY_WIDTHS["hidden_size"], 14 if kind == "dinov2" else 16, RANDOM_TINY_WIDTHS["num_hidden_layers"],
+            4 if kind == "dinov2" else 0)
+
+
 def _random_tiny(kind: str, input_size: int) -> nn.Module:
     import transformers as tf
-    small = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                 image_size=input_size)
+    small = dict(RANDOM_TINY_WIDTHS, image_size=input_size)
+    _, patch, _, registers = random_tiny_shape(kind)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_TINY_SEED)
         if kind == "dinov2":
-            return tf.Dinov2WithRegistersModel(tf.Dinov2WithRegistersConfig(patch_size=14, num_register_tokens=4,
-                                                                             **small))
+            return tf.Dinov2WithRegistersModel(tf.Dinov2WithRegistersConfig(patch_size=patch,
+                                                                             num_register_tokens=registers, **small))
         if kind == "mae":
-            return tf.ViTMAEModel(tf.ViTMAEConfig(patch_size=16, mask_ratio=0.0, **small))
-        return tf.SiglipVisionModel(tf.SiglipVisionConfig(patch_size=16, **small))
+            return tf.ViTMAEModel(tf.ViTMAEConfig(patch_size=patch, mask_ratio=0.0, **small))
+        return tf.SiglipVisionModel(tf.SiglipVisionConfig(patch_size=patch, **small))
 
 
 def _from_pretrained(kind: str, local: str) -> nn.Module:

@@ -79,3 +79,12 @@ def stage2_forward_flops(arch: str, **kwargs) -> int:
     if arch == "lightningdit":
         return lightningdit_forward_flops(**kwargs)
     raise ValueError(f"unknown stage-2 arch {arch!r}.")
+
+
+def vit_decoder_module_flops(decoder) -> int:
+    """Forward FLOPs per image of a built ViTDecoder, its sizes read from its layers (works on the meta device)."""
+    layer = decoder.decoder_layers[0]
+    return vit_decoder_forward_flops(
+        hidden_size=decoder.decoder_embed.out_features, num_layers=len(decoder.decoder_layers),
+        intermediate_size=layer.intermediate.dense.out_features, in_channels=decoder.decoder_embed.in_features,
+        num_patches=decoder.num_patches, patch_size=decoder.patch_size)
