@@ -1,9 +1,9 @@
 """Stage 1: the RAE decoder (ViT-XL) on a frozen DINOv2-B-with-registers encoder, ImageNet 256 px (REFERENCE §5).
 
   python -m rae_xla.main --config=configs/decoder_xl.py --workdir=gs://my-bucket/runs/decoder_xl \
-      --config.data.data_dir=gs://my-bucket/tfds \
-      --config.stage1.disc_arch.dino_ckpt_path=gs://my-bucket/RAE-collections/discs/dino_vit_small_patch8_224.pth \
-      --config.stage1.lpips_vgg_path=gs://my-bucket/vgg16-397923af.pth
+      --config.data.data_dir=gs://my-bucket/tfds
+  (the DINO discriminator backbone is the released hf://nyu-visionx/RAE-collections/discs/dino_vit_small_patch8_224.pth;
+  LPIPS reads torchvision's vgg16-397923af.pth from $TORCH_HOME/hub/checkpoints, or --config.stage1.lpips_vgg_path)
   then: python -m rae_xla.export_decoder --workdir=gs://my-bucket/runs/decoder_xl --out=/tmp/decoder_xl
 GPUs: the same flags through launch/gpu.sh (torchrun). runtime.param_sharding='fsdp' (the default) shards decoder,
 EMA and AdamW state with FSDP2 (~20 B/param / GPUs; replicated the ViT-XL decoder's state is ~8 GB per GPU),
@@ -21,6 +21,7 @@ to 384 (1.5x at other sizes) + random crop, no flip. Cost: ViT-XL decoder ~0.66 
 import ml_collections
 
 from rae_xla import config as config_lib
+from rae_xla import released
 
 ENCODERS = {  # encoder kind -> (hub id, encoder input size at 256 px)
     "dinov2": ("facebook/dinov2-with-registers-base", 224),
@@ -49,8 +50,7 @@ def get_config(arg=None):
     config.stage1 = config_lib.stage1_block(
         disc_lr_schedule=dict(type="cosine", base_lr=2e-4, final_lr=2e-5, warmup_epochs=1.0,
                               decay_end_epoch=16.0, warmup_from_zero=True, unit="epoch"))
-    released = f"gs://{config_lib.PLACEHOLDER}/RAE-collections"
-    config.stage1.disc_arch.dino_ckpt_path = f"{released}/discs/dino_vit_small_patch8_224.pth"
+    config.stage1.disc_arch.dino_ckpt_path = released.path(released.DISCRIMINATOR_BACKBONE)
     config.train = config_lib.train_block(
         global_batch_size=512, epochs=a.epochs, clip_grad=0.0, ema_decay=0.9978, log_every=100,
         checkpoint_every=2500, sample_every=2500, num_sample_images=4,

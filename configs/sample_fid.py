@@ -48,6 +48,8 @@ def get_config(arg=None):
         raise config_lib.ConfigError(f"guidance={a.guidance!r} is not one of {sorted(guidance)}")
     config.sample = config_lib.sample_block(method=main.sampling_method, num_steps=main.sampling_steps,
                                             guidance=guidance[a.guidance])
+    if a.guidance == "autoguidance":  # The weak model's architecture, written out (sampling/models.py reads it).
+        config.guidance_model = config_lib.model_block(weak.preset, input_size=weak.input_size)
     config.sampling = config_lib.sampling_block(checkpoint=released.path(main.weights, a.models),
                                                 num_samples=50000, global_batch_size=256, labels="equal")
     return config

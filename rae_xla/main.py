@@ -52,7 +52,11 @@ def _config_flag(argv) -> str:
 
 def _base_config(argv):
     """The config file's get_config(arg) without overrides: checks the file and its argument, explains overrides."""
-    value = _config_flag(argv)
+    return load_config_file(_config_flag(argv))
+
+
+def load_config_file(value: str):
+    """`configs/x.py:arg` -> its get_config(arg); a missing file or a bad argument is one UserError."""
     path, _, arg = value.partition(":")
     if not os.path.isfile(path):
         raise errors.InputPathError(

@@ -11,14 +11,14 @@ import uuid
 
 from rae_xla import errors, hub, remote
 from rae_xla.config import PLACEHOLDER
+from rae_xla.eval.inception import WEIGHTS_FILE as INCEPTION_FILE
+from rae_xla.losses.lpips import VGG16_FILE, VGG16_URL
 
-# torch-fidelity's Inception weights and torchvision's VGG16 (LPIPS) when no path is configured: found in the
-# torch hub cache ($TORCH_HOME/hub/checkpoints), downloaded on first use otherwise.
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-VGG16_FILE = "vgg16-397923af.pth"
 
 
 def _torch_hub_file(name: str) -> str:
+    """torch-fidelity's Inception weights and torchvision's VGG16 (LPIPS), when no path is configured, are read
+    from the torch hub cache ($TORCH_HOME/hub/checkpoints)."""
     import torch
     return os.path.join(torch.hub.get_dir(), "checkpoints", name)
 
@@ -130,7 +130,7 @@ def check(config, workdir: str) -> Checks:
         if g.perceptual_weight > 0 and not g.lpips_random_backbone:
             vgg = g.lpips_vgg_path or _torch_hub_file(VGG16_FILE)
             checks.path("stage1.lpips_vgg_path" if g.lpips_vgg_path else "stage1.lpips_vgg_path (torchvision cache)",
-                        vgg, what=f"Download https://download.pytorch.org/models/{VGG16_FILE} there, or set "
+                        vgg, what=f"Download {VGG16_URL} there, or set "
                                   "--config.stage1.lpips_vgg_path")
     if config.job == "evaluate":
         e = config.eval

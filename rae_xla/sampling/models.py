@@ -73,8 +73,7 @@ def load_sampling_models(config, workdir: str, runtime) -> SamplingModels:
     rae = build.build_rae(config.rae)
     latent_shape = tuple(rae.latent_shape)
     build.check_model_matches_latents(config.model, latent_shape)
-    alpha = config.flow.shift if config.flow.shift is not None else flow.time_shift_alpha(
-        latent_shape, config.flow.shift_base)
+    alpha = build.shift_alpha(config.flow, latent_shape)
     module = build.build_model(config.model, init_from="", train_fixed_embeddings=False)
     model = load_stage2_weights(module, config.sampling.checkpoint or workdir, runtime, what="sampling.checkpoint")
     weak = None

@@ -11,6 +11,7 @@ import torch
 from absl import logging
 
 from rae_xla import config as config_lib
+from rae_xla import flow
 from rae_xla.checkpoint import official
 from rae_xla.models import build_stage2_model
 from rae_xla.models.rae import RAE
@@ -43,6 +44,18 @@ def check_model_matches_latents(model_cfg, latent_shape: tuple[int, int, int]) -
             f"model expects {model_cfg.in_channels}x{model_cfg.input_size}x{model_cfg.input_size} latents but the "
             f"RAE encoder produces {channels}x{height}x{height}; set --config.model.in_channels={channels} "
             f"--config.model.input_size={height} (or change rae.encoder_input_size)")
+
+
+def shift_alpha(flow_cfg, latent_shape: tuple[int, int, int]) -> float:
+    """The time shift α: `flow.shift` when set, else sqrt(C*H*W / flow.shift_base); one clear line when < 1."""
+    if flow_cfg.shift is not None:
+        return float(flow_cfg.shift)
+    try:
+        return float(flow.time_shift_alpha(latent_shape, flow_cfg.shift_base))
+    except ValueError as e:
+        raise config_lib.ConfigError(
+            f"flow.shift_base={flow_cfg.shift_base} gives the {'x'.join(map(str, latent_shape))} latents a time "
+            f"shift below 1 ({e}); set --config.flow.shift=1.0 (no shift) or a smaller flow.shift_base") from e
 
 
 def build_model(model_cfg, *, init_from: str, train_fixed_embeddings: bool) -> torch.nn.Module:

@@ -78,8 +78,7 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
     rae = encoder_stand_in if encoder_stand_in is not None else build.build_rae(config.rae)
     latent_shape = tuple(rae.latent_shape)
     build.check_model_matches_latents(config.model, latent_shape)
-    alpha = config.flow.shift if config.flow.shift is not None else flow.time_shift_alpha(
-        latent_shape, config.flow.shift_base)
+    alpha = build.shift_alpha(config.flow, latent_shape)
     flops_per_image = (training_flops_per_image(config, rae) if encoder_stand_in is None else
                        3 * flops.stage2_forward_flops(config.model.arch, **build.model_kwargs(config.model)))
     rae = runtime.place_frozen(rae.eval())
