@@ -1,4 +1,4 @@
-"""RAE: frozen encoder + latent statistics + noise augmentation + ViT decoder (REFERENCE.md §1.2-§1.6).
+"""RAE: frozen encoder + latent statistics + noise augmentation + ViT decoder (docs/reference.md §1.2-§1.6).
 
 encode: images (B,3,H,W) in [0,1] -> bicubic resize to S (no antialias) -> ImageNet-style normalisation ->
 frozen encoder tokens (B,N,C) -> [+ tau*U(0,1)*eps noise in training] -> (B,C,h,w) -> (z - mean)/sqrt(var+eps).
