@@ -12,8 +12,8 @@ A job gets this for free: raise one of the classes below (or `rae_xla.config.Con
 
 Kinds (the word after FATAL): config (a config file, its argument or a field), input (a path that does not
 exist or is the wrong kind of thing), checkpoint (a file that is not the checkpoint the field expects, or no
-intact checkpoint to resume from), workdir (cannot create or write the output directory), data (a dataset
-without the split or with the wrong content).
+intact checkpoint to resume from), workdir (cannot create or write the output directory). Data problems (a
+missing dataset or split) are reported as config errors naming the `config.data.*` field.
 """
 from __future__ import annotations
 
@@ -44,12 +44,6 @@ class WorkdirError(UserError, OSError):
     """The workdir cannot be created or written (an existing file, no permission, a read-only mount)."""
 
     kind = "workdir"
-
-
-class DataError(UserError, ValueError):
-    """A dataset that does not have what the config asks for (split, classes, image size)."""
-
-    kind = "data"
 
 
 def fatal_line(error: UserError) -> str:
