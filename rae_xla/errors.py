@@ -5,7 +5,7 @@ and prints
 
     FATAL <kind> error: <what> <where> <how to fix>
 
-then exits with code 2 (no traceback unless `--verbose_errors`). Anything else is a bug and keeps its traceback.
+then exits with code 2 (no traceback unless `--traceback`). Anything else is a bug and keeps its traceback.
 A job gets this for free: raise one of the classes below (or `rae_xla.config.ConfigError`, which is a
 `UserError` of kind 'config') where the input is first found to be wrong, with a message that names the input
 (the config field or path) and the fix. Do not raise them for internal inconsistencies: those are bugs.
