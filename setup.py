@@ -1,6 +1,6 @@
 """rae_xla: TPU-first RAE (Diffusion Transformers with Representation Autoencoders).
 
-Pins are the set verified to co-install on Python 3.11 x86_64 (../shared/docs/tested-versions.txt):
+Pins are the set verified (2026-11-29) to co-install with `pip check` clean and import together on Python 3.11 x86_64:
 torch_xla 2.9.0 is built against torch 2.9.0 exactly, and declares no torch pin itself, so we pin both.
 
 Python 3.10-3.13: the versions torch 2.9.0 and torch_xla 2.9.0 publish wheels for. On 3.10 (the TPU VM images'
@@ -34,7 +34,7 @@ setuptools.setup(
         "ml-collections==1.1.0",
         "absl-py==2.5.1",
         # tensorflow-datasets is used WITHOUT TensorFlow (ArrayRecord data sources only). It imports
-        # importlib_resources, dm-tree, etc. without declaring all of them (ECOSYSTEM.md §3).
+        # importlib_resources, dm-tree, etc. without declaring all of them (docs/ecosystem.md §3).
         "tensorflow-datasets==4.9.10",
         "importlib_resources",
         "dm-tree",

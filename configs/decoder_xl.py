@@ -1,4 +1,5 @@
-"""Stage 1: the RAE decoder (ViT-XL) on a frozen DINOv2-B-with-registers encoder, ImageNet 256 px (REFERENCE §5).
+"""Stage 1: the RAE decoder (ViT-XL) on a frozen DINOv2-B-with-registers encoder, ImageNet 256 px
+(docs/reference.md §5).
 
   python -m rae_xla.main --config=configs/decoder_xl.py --workdir=gs://my-bucket/runs/decoder_xl \
       --config.data.data_dir=gs://my-bucket/tfds
@@ -11,7 +12,7 @@ EMA and AdamW state with FSDP2 (~20 B/param / GPUs; replicated the ViT-XL decode
 Variants (comma-separated): res=512 (448-px encoder input, 32x32 latents, 512-px output), encoder=siglip2|mae
 (256-px input, 16x16 latents), decoder=ViT-B|ViT-L|ViT-XL, epochs=16.
 
-Recipe (official main branch, configs/stage1/training/DINOv2-B_decXL.yaml, REFERENCE §5.7): global batch 512,
+Recipe (official main branch, configs/stage1/training/DINOv2-B_decXL.yaml, docs/reference.md §5.7): global batch 512,
 16 epochs (2502 steps/epoch on ImageNet), AdamW 2e-4 betas (0.9, 0.95) for decoder and discriminator, cosine
 to 2e-5 with a 1-epoch warm-up from zero, EMA 0.9978, noise tau 0.8, L1 + 1.0 LPIPS, discriminator updates from
 epoch 6, GAN loss (weight 0.75, adaptive weight clamped to 1e4) from epoch 8; data: resize the shorter side

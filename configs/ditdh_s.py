@@ -1,4 +1,4 @@
-"""DiT^DH-S (196M): the weak model that autoguides DiT^DH-XL (REFERENCE §3.6, §8.2).
+"""DiT^DH-S (196M): the weak model that autoguides DiT^DH-XL (docs/reference.md §3.6, §8.2).
 
   python -m rae_xla.main --config=configs/ditdh_s.py --workdir=gs://my-bucket/runs/ditdh_s_256 \
       --config.data.data_dir=gs://my-bucket/tfds --config.rae.decoder_weights=... --config.rae.stats=...

@@ -7,11 +7,11 @@
   (launch on every TPU VM worker with launch/tpu_vm.sh run ...; on GPUs with launch/gpu.sh ...)
   Variants: configs/ditdh_xl.py:res=512 (32x32 latents from the 448-px encoder input; alpha = sqrt(192)).
 
-Recipe (REFERENCE §6.1, §8.2): global batch 1024, AdamW 2e-4 betas (0.9, 0.95) no weight decay, LR constant
+Recipe (docs/reference.md §6.1, §8.2): global batch 1024, AdamW 2e-4 betas (0.9, 0.95) no weight decay, LR constant
 for 40 epochs then linear to 2e-5 at epoch 800, grad clip 1.0, EMA 0.9995, label dropout 0.1, logit-normal(0, 1)
 times shifted by alpha = sqrt(768*16*16/4096) = 6.93. 1251 steps/epoch. The paper reports gFID 2.16 at 80 epochs
 without guidance and 1.13 with autoguidance after 800 epochs (50-point Euler sampling).
-Cost: ~924 GFLOP per image per training step (XLA_NOTES §3); at 40% MFU a v5p-64 (32 chips) runs one 1024-image
+Cost: ~924 GFLOP per image per training step (docs/xla_notes.md §3); at 40% MFU a v5p-64 (32 chips) runs one 1024-image
 step in ~0.16 s, i.e. 80 epochs in ~4.5 h and 800 epochs in ~45 h.
 """
 import ml_collections

@@ -4,7 +4,7 @@
       --config.data.data_dir=gs://my-bucket/tfds      # the released RAE (dinov2-b) from hf:// by default
   -> <workdir>/val_recon.npz and <workdir>/val_reference.npz (arr_0 uint8 50000x256x256x3 each).
 
-ADM center crop, no flip, dataset index order (REFERENCE §7.4). Paper: rFID 0.57 (README reproduction 0.54),
+ADM center crop, no flip, dataset index order (docs/reference.md §7.4). Paper: rFID 0.57 (README reproduction 0.54),
 PSNR ~18.9 for this decoder, measured against the reference file written here (not VIRTUAL_imagenet256).
 Arguments: res=256|512.
 """

@@ -1,4 +1,4 @@
-"""FID sampling (and sample grids) from the released DiT^DH-XL, with the guidance of the paper (REFERENCE §10).
+"""FID sampling (and sample grids) from the released DiT^DH-XL, with the guidance of the paper (docs/reference.md §10).
 
   # 50,000 samples, DiT^DH-XL 256 px + autoguidance by DiT^DH-S (epoch 14), scale 1.42, 50-point Euler:
   python -m rae_xla.main --config=configs/sample_fid.py --workdir=gs://my-bucket/fid/ditdh_xl_256_ag
@@ -21,7 +21,7 @@ import ml_collections
 from rae_xla import config as config_lib
 from rae_xla import released
 
-# res -> (main model, weak model) names in rae_xla/released.py (REFERENCE §10).
+# res -> (main model, weak model) names in rae_xla/released.py (docs/reference.md §10).
 RELEASED = {256: ("ditdh-xl-256", "ditdh-s-256-ep14"), 512: ("ditdh-xl-512", "ditdh-s-512-ep20")}
 
 

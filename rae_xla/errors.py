@@ -5,15 +5,15 @@ and prints
 
     FATAL <kind> error: <what> <where> <how to fix>
 
-then exits with code 2 (no traceback unless `--verbose_errors`). Anything else is a bug and keeps its traceback.
+then exits with code 2 (no traceback unless `--traceback`). Anything else is a bug and keeps its traceback.
 A job gets this for free: raise one of the classes below (or `rae_xla.config.ConfigError`, which is a
 `UserError` of kind 'config') where the input is first found to be wrong, with a message that names the input
 (the config field or path) and the fix. Do not raise them for internal inconsistencies: those are bugs.
 
 Kinds (the word after FATAL): config (a config file, its argument or a field), input (a path that does not
 exist or is the wrong kind of thing), checkpoint (a file that is not the checkpoint the field expects, or no
-intact checkpoint to resume from), workdir (cannot create or write the output directory), data (a dataset
-without the split or with the wrong content).
+intact checkpoint to resume from), workdir (cannot create or write the output directory). Data problems (a
+missing dataset or split) are reported as config errors naming the `config.data.*` field.
 """
 from __future__ import annotations
 
@@ -44,12 +44,6 @@ class WorkdirError(UserError, OSError):
     """The workdir cannot be created or written (an existing file, no permission, a read-only mount)."""
 
     kind = "workdir"
-
-
-class DataError(UserError, ValueError):
-    """A dataset that does not have what the config asks for (split, classes, image size)."""
-
-    kind = "data"
 
 
 def fatal_line(error: UserError) -> str:

@@ -1,4 +1,4 @@
-"""Export a stage-1 run's decoder in the released format (REFERENCE §2.4, §7.6).
+"""Export a stage-1 run's decoder in the released format (docs/reference.md §2.4, §7.6).
 
   python -m rae_xla.export_decoder --workdir=runs/decoder_xl --out=exported/decoder_xl [--weights=ema|decoder]
       [--step=N] [--dtype=fp32|bf16|fp16]

@@ -1,4 +1,5 @@
-"""The released RAE artefacts by name: one literal table (REFERENCE §8.2, §10; HF repo nyu-visionx/RAE-collections).
+"""The released RAE artefacts by name: one literal table (docs/reference.md §8.2, §10; HF repo
+nyu-visionx/RAE-collections).
 
     from rae_xla.models.rae import RAE
     rae = RAE.from_pretrained("dinov2-b")                 # encoder, ViT-XL decoder (tau 0.8), ImageNet stats
@@ -78,7 +79,7 @@ RAES: dict[str, ReleasedRAE] = {
 
 _DITS = "DiTs/Dinov2/wReg_base"
 STAGE2: dict[str, ReleasedStage2] = {
-    # REFERENCE §10: 256 px gFID 1.13 with autoguidance (scale 1.42, DiT^DH-S at 14 epochs), 50-point Euler.
+    # docs/reference.md §10: 256 px gFID 1.13 with autoguidance (scale 1.42, DiT^DH-S at 14 epochs), 50-point Euler.
     "ditdh-xl-256": ReleasedStage2(
         preset="DiTDH-XL", input_size=16, weights=f"{_DITS}/ImageNet256/DiTDH-XL/stage2_model.pt", rae="dinov2-b",
         guidance_method="autoguidance", guidance_scale=1.42, guidance_model="ditdh-s-256-ep14"),

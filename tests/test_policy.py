@@ -1,4 +1,5 @@
-"""House rules a grep can check (STYLE.md rules 3, 5, 6, 14)."""
+"""House rules a grep can check: one backend layer, device-free models, flags only in main.py, small files, no
+references to documents outside the repository."""
 import glob
 import os
 import re
@@ -70,3 +71,81 @@ def test_tests_never_read_outside_the_repository():
     offenders = [_rel(p) for p in glob.glob(os.path.join(REPO, "tests", "**", "*.py"), recursive=True)
                  if outside.search(_source(p)) and _rel(p) != os.path.join("tests", "test_policy.py")]
     assert offenders == []
+
+
+# Citations of the project's own documents: `docs/reference.md §4.3`, `docs/xla_notes.md §5.1 item 3`,
+# `docs/reference.md §3.3, §4.6`, `docs/reference.md §1.2-§1.6`. Every § number after the file name (a list
+# joined by ', ', '/', ' / ', ' and ', '-' or '–') must be a heading of that file: `## §4 ...`, `### §4.3 ...`.
+CITED_DOCS = ("reference", "xla_notes", "ecosystem", "design")
+_CITATION = re.compile(r"docs/(\w+)\.md((?:(?:\s*(?:,|/|and|-|–)\s*|\s+)§\d+(?:\.\d+)*)+)")
+_SECTION_NUMBER = re.compile(r"§(\d+(?:\.\d+)*)")
+_HEADING = re.compile(r"^#{1,6}\s+§(\d+(?:\.\d+)*)\b", re.M)
+# The developer documents outside the repository that code used to cite, in any spelling: a fresh clone has
+# none of them, so a comment pointing there points nowhere.
+_OLD_CITATION = re.compile(r"\bREFERENCE(?:\.md)?\s*§|\bXLA_NOTES\b|\bECOSYSTEM(?:\.md)?\s*§|\bDESIGN\.md\b"
+                           r"|\bDESIGN \"|\bSTYLE(?:\.md)? rules?\b|shared/docs")
+
+
+def _cited_files():
+    """Every text file a reader meets: code, configs, launch scripts, tests, docs, README, Makefile."""
+    paths = []
+    for pattern in ("**/*.py", "**/*.md", "**/*.sh", "Makefile"):
+        paths += glob.glob(os.path.join(REPO, pattern), recursive=True)
+    skip = ("tests/golden/", ".venv/", "build/", ".git/", "runs/")
+    return sorted(p for p in set(paths) if not _rel(p).startswith(skip) and ".egg-info" not in p)
+
+
+def _citations(text):
+    for match in _CITATION.finditer(text):
+        for number in _SECTION_NUMBER.findall(match.group(2)):
+            yield match.group(1), number
+
+
+def _headings(name):
+    return set(_HEADING.findall(_source(os.path.join(REPO, "docs", f"{name}.md"))))
+
+
+def test_citation_scanner_reads_lists_and_ranges():
+    text = ("(docs/reference.md §3.3, §4.6) docs/xla_notes.md §5.1 item 3; docs/reference.md §1.2-§1.6 and "
+            "docs/reference.md §4.4–§4.5, docs/reference.md §6.1/§5.7; docs/ecosystem.md §7")
+    assert list(_citations(text)) == [("reference", "3.3"), ("reference", "4.6"), ("xla_notes", "5.1"),
+                                      ("reference", "1.2"), ("reference", "1.6"), ("reference", "4.4"),
+                                      ("reference", "4.5"), ("reference", "6.1"), ("reference", "5.7"),
+                                      ("ecosystem", "7")]
+    assert _OLD_CITATION.search("see REFERENCE §4.3") and _OLD_CITATION.search("(XLA_NOTES.md §3)")
+    assert not _OLD_CITATION.search("adm.REFERENCE_KEYS; REFERENCE = dict(hidden_size=384)")
+
+
+def test_every_docs_citation_names_an_existing_section():
+    files = _cited_files()
+    assert len(files) > 100  # The scan must see the repository.
+    headings = {name: _headings(name) for name in CITED_DOCS}
+    seen, broken = 0, []
+    for path in files:
+        for name, number in _citations(_source(path)):
+            seen += 1
+            if name not in headings:
+                broken.append(f"{_rel(path)}: docs/{name}.md is not one of the cited documents {CITED_DOCS}")
+            elif number not in headings[name]:
+                broken.append(f"{_rel(path)}: docs/{name}.md has no heading §{number}")
+    assert seen > 80 and broken == []
+
+
+# TEMPORARY: the move of these two files into the rae_xla/config/ package (a parallel branch) re-points their
+# citations. Once it is merged the entries are stale, and the test below fails until they are deleted here.
+_PENDING_CONFIG_MOVE = ("rae_xla/config.py", "rae_xla/config_jobs.py")
+
+
+def _old_citations(path):
+    return [f"{_rel(path)}:{i}" for i, line in enumerate(_source(path).splitlines(), 1) if _OLD_CITATION.search(line)]
+
+
+def test_nothing_cites_documents_outside_the_repository():
+    """REFERENCE/XLA_NOTES/ECOSYSTEM/DESIGN/STYLE were developer documents that never shipped; their content is
+    in docs/reference.md, docs/xla_notes.md, docs/ecosystem.md and docs/design.md (same section numbers)."""
+    exempt = {os.path.join("tests", "test_policy.py"), *_PENDING_CONFIG_MOVE}
+    offenders = [hit for p in _cited_files() if _rel(p) not in exempt for hit in _old_citations(p)]
+    assert offenders == []
+    stale = [name for name in _PENDING_CONFIG_MOVE
+             if not os.path.exists(os.path.join(REPO, name)) or not _old_citations(os.path.join(REPO, name))]
+    assert stale == [], f"remove {stale} from _PENDING_CONFIG_MOVE: they no longer cite the old documents"

@@ -1,4 +1,4 @@
-"""Load the released RAE files into our models, strictly (REFERENCE.md §2.4, §3.5, §1.4, §11.9).
+"""Load the released RAE files into our models, strictly (docs/reference.md §2.4, §3.5, §1.4, §11.9).
 
 - decoder `model.pt`: a raw `GeneralDecoder` state dict -> `load_decoder(decoder, src)`
 - stage-2 `stage2_model.pt`: raw, or `{'ema': ...}` (a training checkpoint) -> `load_stage2(model, src)`

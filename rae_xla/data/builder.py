@@ -1,7 +1,7 @@
 """Writes an ArrayRecord TFDS dataset (image, label, file_name) without TensorFlow.
 
 TFDS's own writer (`GeneratorBasedBuilder.download_and_prepare` with file_format='array_record') runs
-without TF when images are given as encoded bytes (ECOSYSTEM.md §3). We define the builder class at run
+without TF when images are given as encoded bytes (docs/ecosystem.md §3). We define the builder class at run
 time so any dataset name works, build into a staging folder, then publish:
 - local data_dir: one `os.rename` of the finished version folder (atomic: a crashed build is never read);
 - gs:// data_dir: upload every file, `dataset_info.json` last (readers only accept a version folder

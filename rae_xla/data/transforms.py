@@ -1,4 +1,4 @@
-"""Image transforms: decode, ADM center crop, horizontal flip (REFERENCE.md §5.1, §6.1).
+"""Image transforms: decode, ADM center crop, horizontal flip (docs/reference.md §5.1, §6.1).
 
 All functions are pure and run on the host (in DataLoader worker processes). Images are uint8 HWC RGB.
 """
@@ -51,7 +51,8 @@ def horizontal_flip(image: np.ndarray) -> np.ndarray:
 
 
 def first_crop_size(image_size: int) -> int:
-    """The stage-1 trainer's resize target before its random crop: 384 for 256 px, else 1.5 x (REFERENCE §5.1)."""
+    """The stage-1 trainer's resize target before its random crop: 384 for 256 px, else 1.5 x
+    (docs/reference.md §5.1)."""
     return 384 if image_size == 256 else int(1.5 * image_size)
 
 

@@ -8,7 +8,8 @@ generation (ADM's evaluator): FID and sFID against the reference's mu/sigma and 
 arr_0 when absent), Inception Score of the samples, precision/recall of the samples' pool3 features against the
 reference arr_0's (k = 3; VIRTUAL_imagenet256_labeled.npz holds 10,000 images for this).
 reconstruction (official eval/ref_iqa.py + rFID): rFID against the reference images (the same center-cropped val
-images, REFERENCE §7.4), PSNR, SSIM (and LPIPS-VGG with `eval.lpips_vgg_weights`) of samples[i] vs reference[i].
+images, docs/reference.md §7.4), PSNR, SSIM (and LPIPS-VGG with `eval.lpips_vgg_weights`) of samples[i] vs
+reference[i].
 The Inception and the pairwise metrics run on the runtime's devices; the statistics on the host (float64).
 """
 from __future__ import annotations

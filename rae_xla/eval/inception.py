@@ -2,7 +2,7 @@
 
 ADM's evaluator runs the TF1 graph `classify_image_graph_def.pb` (inception-2015-12-05) on NHWC uint8-valued
 images of any size: TF1 bilinear resize to 299 (align_corners=False, no half-pixel centres), (x − 128)/128, and
-reads (REFERENCE §7.7, ECOSYSTEM §7):
+reads (docs/reference.md §7.7, docs/ecosystem.md §7):
   pool3           `pool_3:0` (B, 2048)                         -> FID, precision/recall
   logits_unbiased pool3 · W of the 1008-way softmax, no bias  -> Inception Score
   spatial         `mixed_6/conv:0[..., :7]` flattened NHWC     -> sFID: torch-fidelity's Mixed_6d.branch1x1 output

@@ -10,8 +10,8 @@ Chan's parallel formula:
 The result is the exact population mean/variance of the latents: it does not depend on the batch size, the
 device count or the order (up to float rounding of the sums).
 
-Deliberate difference from the official `calculate_stat.py` (REFERENCE §7.1), which keeps BatchNorm-style running
-averages (running ← 0.9·running + 0.1·batch, from mean 0 / var 1) per rank and then merges ranks: that estimate
+Deliberate difference from the official `calculate_stat.py` (docs/reference.md §7.1), which keeps BatchNorm-style
+running averages (running ← 0.9·running + 0.1·batch, from mean 0 / var 1) per rank and then merges ranks: that estimate
 depends on the batch size and data order (~0.008 L1 on the released variance) and weights the last batches most.
 `estimator='official_ema'` reproduces that update over our global batches (one 'rank' with batch = the global
 batch; the random order and flips of the official sampler are not reproduced) for comparison. Instead of the

@@ -1,4 +1,4 @@
-"""Reconstruction metrics as the official `eval/ref_iqa.py` computes them (REFERENCE §7.7).
+"""Reconstruction metrics as the official `eval/ref_iqa.py` computes them (docs/reference.md §7.7).
 
 Pure tensor functions (they run on the host or inside a compiled device step): images are float (B, 3, H, W) in
 [0, 1] (uint8 / 255), and each function returns one value per image (B,); the reported number is the mean over
@@ -70,7 +70,7 @@ def lpips_vgg(vgg16_weights: str) -> torch.nn.Module:
 
     net = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
     state = torch.load(vgg16_weights, map_location="cpu", weights_only=True)
-    # torchvision features.{i} -> lpips slice{s}.{i}: slices end after layers 3, 8, 15, 22, 29 (ECOSYSTEM §6).
+    # torchvision features.{i} -> lpips slice{s}.{i}: slices end after layers 3, 8, 15, 22, 29 (docs/ecosystem.md §6).
     bounds = (4, 9, 16, 23, 30)
     mapped = {}
     for key, value in state.items():

@@ -1,6 +1,6 @@
 """Stage-2 flow matching: path and loss, training times with the dimension shift, samplers, guidance.
 
-Pure tensor functions: nothing here imports the XLA runtime or names a device (DESIGN.md).
+Pure tensor functions: nothing here imports the XLA runtime or names a device (docs/design.md).
 """
 from rae_xla.flow.cost import sampling_cost
 from rae_xla.flow.guidance import Guidance, GuidedVelocity, parse_guidance

@@ -1,6 +1,6 @@
 """Adaptive Dormand–Prince 5(4) ODE sampler (torchdiffeq's `dopri5`), for eager use.
 
-The official configs offer `dopri5` with atol 1e-6, rtol 1e-3 (REFERENCE.md §4.4): integrate from t = 1 to the
+The official configs offer `dopri5` with atol 1e-6, rtol 1e-3 (docs/reference.md §4.4): integrate from t = 1 to the
 last grid time shift(0.001) with step sizes chosen from a local error estimate. Each accepted or rejected step
 depends on that estimate, i.e. on the data, so the step count is not static: this sampler reads the error on
 the host every step and does not belong under XLA (use euler / heun / midpoint there). The result agrees with

@@ -1,6 +1,6 @@
 """Classifier-free guidance and autoguidance as a velocity field, without wasted network passes.
 
-The official sampler (REFERENCE.md §3.3, §4.6) doubles the batch for CFG at *every* step and applies the
+The official sampler (docs/reference.md §3.3, §4.6) doubles the batch for CFG at *every* step and applies the
 guidance only where t_min ≤ t ≤ t_max; with autoguidance, `sample_ddp.py` still doubles the batch, so
 both models run on 2B rows per evaluation. All samples share one t, so here the interval test is made
 on the host from the known grid: the unconditional half exists only inside the interval, and
@@ -102,7 +102,7 @@ class GuidedVelocity:
             cond, uncond = out.chunk(2)
             return uncond + g.scale * (cond - uncond)
         main = self.model(x, t, self.labels)
-        weak = g.model(x, t, self.labels)  # the weak model sees the real label too (REFERENCE §4.6)
+        weak = g.model(x, t, self.labels)  # the weak model sees the real label too (docs/reference.md §4.6)
         return weak + g.scale * (main - weak)
 
 

@@ -1,4 +1,4 @@
-"""The linear flow-matching path and the stage-2 objective (REFERENCE.md §4.1–4.2).
+"""The linear flow-matching path and the stage-2 objective (docs/reference.md §4.1–§4.2).
 
 t = 0 is data, t = 1 is noise: x_t = (1 − t)·x_data + t·ε, and the velocity target is
 u_t = dx_t/dt = ε − x_data (constant along a path). The model predicts u_t; the loss is the plain

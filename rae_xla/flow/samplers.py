@@ -1,9 +1,9 @@
 """Fixed-grid samplers for velocity models: Euler, Heun (torchdiffeq `heun2`), midpoint, Euler–Maruyama.
 
 Integration runs from t = 1 (noise) down the official shifted grid (`sampling_grid`), num_steps points
-= num_steps − 1 steps, and returns the state at the last grid point (REFERENCE.md §4.4).
+= num_steps − 1 steps, and returns the state at the last grid point (docs/reference.md §4.4).
 
-Static shapes for XLA (XLA_NOTES.md §4, pytorch/xla#6614): the loop stays in Python, but each step is
+Static shapes for XLA (docs/xla_notes.md §4, pytorch/xla#6614): the loop stays in Python, but each step is
 one function of (x, t_cur, t_next) whose graph depends only on which of its evaluations are guided
 (decided on the host from the grid). The per-step times are fresh (B,) host tensors moved to the
 state's device, i.e. graph inputs, never constants, so every step reuses the same few graphs:
@@ -73,7 +73,7 @@ def diffusion_coefficient(form, norm, t):
 
     Any w ≥ 0 keeps the path's marginals. The official `SBDM` form α̇/α·σ² − σσ̇ was derived for the SiT
     time direction; with t = 1 as noise it equals −t/(1 − t) < 0, hence sqrt of a negative → NaN
-    (REFERENCE §4.5). Its sign-corrected version t/(1 − t) is infinite at t = 1 where the grid starts,
+    (docs/reference.md §4.5). Its sign-corrected version t/(1 − t) is infinite at t = 1 where the grid starts,
     so it is not offered. `sigma`: w = norm·σ_t = norm·t (SiT's `sigma`); `constant`: w = norm.
     """
     if form == "sigma":

@@ -1,6 +1,6 @@
 """Flow times: the dimension shift, training-time distributions and the official sampling grid.
 
-Time convention (REFERENCE.md §4.1): t = 0 is data, t = 1 is noise. Every time the model sees is a
+Time convention (docs/reference.md §4.1): t = 0 is data, t = 1 is noise. Every time the model sees is a
 *shifted* time t' = α·t / (1 + (α−1)·t), α = sqrt(C·H·W / base) (§4.3): for α > 1 the shift pushes times
 toward the noise end (DINOv2-B latents 768×16×16 at 256 px: α = sqrt(48) ≈ 6.93).
 """
@@ -8,7 +8,7 @@ import math
 
 import torch
 
-# Training and ODE-sampling interval for Linear + velocity (REFERENCE §4.3/§4.4): t0 = 0 and
+# Training and ODE-sampling interval for Linear + velocity (docs/reference.md §4.3/§4.4): t0 = 0 and
 # t1 = 1 − 1/1000; the official code forces train_eps = sample_eps = 0 for this path.
 TRAIN_T0 = 0.0
 TRAIN_T1 = 1.0 - 1.0 / 1000

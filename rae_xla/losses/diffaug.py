@@ -1,4 +1,4 @@
-"""DiffAug as the official stage-1 trainer uses it (StyleGAN-T `DiffAug(prob, cutout)`, REFERENCE.md §5.5).
+"""DiffAug as the official stage-1 trainer uses it (StyleGAN-T `DiffAug(prob, cutout)`, docs/reference.md §5.5).
 
 Ops, in this order, each applied iff its coin rand3[i] <= prob:
   0 translation: integer shifts t_h in [-dh, dh], t_w in [-dw, dw] per sample, dh = round(0.125*H) (Python

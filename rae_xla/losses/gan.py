@@ -39,14 +39,6 @@ def discriminator_accuracy(logits_real: torch.Tensor, logits_fake: torch.Tensor)
     return (logits_real > logits_fake).float().mean()
 
 
-def quantize_fake(recon_pm1: torch.Tensor) -> torch.Tensor:
-    """The D step's fake images: round((clamp(x, -1, 1) + 1) * 127.5) / 127.5 - 1 (the 8-bit grid, as real images).
-
-    recon_pm1: the eval-mode reconstruction mapped to [-1,1] (2*x_hat - 1), any shape; no gradient flows.
-    """
-    return torch.round((recon_pm1.detach().clamp(-1.0, 1.0) + 1.0) * 127.5) / 127.5 - 1.0
-
-
 D_LOSSES = {"hinge": hinge_d_loss, "vanilla": vanilla_d_loss}
 G_LOSSES = {"vanilla": vanilla_g_loss}
 

@@ -1,4 +1,4 @@
-"""LPIPS-VGG perceptual distance (v0.1), as the official stage-1 trainer uses it (REFERENCE.md §5.6).
+"""LPIPS-VGG perceptual distance (v0.1), as the official stage-1 trainer uses it (docs/reference.md §5.6).
 
     x, y (B,3,H,W) in [-1,1] -> (x - shift)/scale -> VGG16 features at relu1_2, relu2_2, relu3_3, relu4_3,
     relu5_3 (64, 128, 256, 512, 512 channels) -> unit-normalise over channels (eps 1e-10) -> squared difference

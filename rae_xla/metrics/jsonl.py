@@ -1,4 +1,4 @@
-"""`metrics.jsonl`: one JSON object per `write_scalars` call, `step` first (DESIGN "Workdir contract").
+"""`metrics.jsonl`: one JSON object per `write_scalars` call, `step` first (docs/design.md "Workdir contract").
 
     {"step": 100, "loss": 0.4123, "lr": 0.0002, "grad_norm": 1.7, "images_per_sec": 3251.2}
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 # Peak dense bf16 FLOP/s per device (one TPU chip / one GPU). TPU values: Google's spec sheets, the ones
-# torchprime's MFU uses (XLA_NOTES §1.2); GPU values: NVIDIA's dense (no sparsity) bf16 tensor-core peaks
+# torchprime's MFU uses (docs/xla_notes.md §1.2); GPU values: NVIDIA's dense (no sparsity) bf16 tensor-core peaks
 # for SXM parts (H200 has the same compute as H100). CPU: None, i.e. MFU is not reported.
 PEAK_BF16_FLOPS: dict[str, float | None] = {
     "tpu v4": 275e12,

@@ -2,10 +2,10 @@
 
 "clu-compatible" means the same method names, arguments and semantics as `clu.metric_writers.MetricWriter`
 (write_scalars / write_images / write_texts / write_hparams / flush / close), so code written against clu reads
-the same here; clu itself is not a dependency (ECOSYSTEM §5: it pulls jax, flax and TensorFlow).
+the same here; clu itself is not a dependency (docs/ecosystem.md §5: it pulls jax, flax and TensorFlow).
 
 Writers are host-side objects: feed them Python floats / numpy arrays from a step closure at log intervals
-(XLA_NOTES §5.1 item 4), never device tensors from inside the hot loop.
+(docs/xla_notes.md §5.1 item 4), never device tensors from inside the hot loop.
 """
 
 import abc

@@ -1,4 +1,4 @@
-"""The adaLN transformer block and final layer shared by DiT^DH and LightningDiT (REFERENCE.md §3.2, §3.4).
+"""The adaLN transformer block and final layer shared by DiT^DH and LightningDiT (docs/reference.md §3.2, §3.4).
 
 Attribute names (`norm1`, `attn`, `norm2`, `mlp`, `adaLN_modulation`, `norm_final`, `linear`) equal the
 official ones. The conditioning may be one vector per image (B, H) or one per token (B, L, H).

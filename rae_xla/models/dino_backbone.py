@@ -3,7 +3,7 @@
 timm's `VisionTransformer` has exactly the key names of the released `discs/dino_vit_small_patch8_224.pth`
 (original-DINO naming: `cls_token`, `pos_embed`, `patch_embed.proj`, `blocks.N.{norm1,attn.qkv,attn.proj,norm2,
 mlp.fc1,mlp.fc2}`, `norm`), so it is the network; this module adds only what the official wrapper does around it
-(REFERENCE.md §5.5):
+(docs/reference.md §5.5):
 - input x in [-1, 1] -> bilinear resize to 224x224 (align_corners=False, no antialias, written as two matmuls; always, for 256 or
   512 px inputs, issue #76) -> x * (0.5/std) + (0.5 - mean)/std with ImageNet mean/std, in float32;
 - patch embedding, CLS, `pos_embed` (the grid is always 224/patch, so the table is never interpolated);

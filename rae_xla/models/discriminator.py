@@ -1,4 +1,4 @@
-"""The stage-1 DINO discriminator (official `disc/dinodisc.py` + `disc/discriminator.py`, REFERENCE.md §5.5).
+"""The stage-1 DINO discriminator (official `disc/dinodisc.py` + `disc/discriminator.py`, docs/reference.md §5.5).
 
     x (B,3,H,W) in [-1,1] -> frozen DINO ViT (models/dino_backbone.py): 1 + len(key_depths) feature maps
     (B, C, T), T = (224/patch)^2 = 784 -> one head per map -> logits (B, heads*T), heads concatenated in

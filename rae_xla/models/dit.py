@@ -1,4 +1,4 @@
-"""LightningDiT: the single-stream DiT baseline of RAE (REFERENCE.md §3.4); official parameter names."""
+"""LightningDiT: the single-stream DiT baseline of RAE (docs/reference.md §3.4); official parameter names."""
 import torch
 from torch import nn
 

@@ -1,4 +1,4 @@
-"""DiT^DH (`DiTwDDTHead`): a DiT trunk plus a wide, shallow DDT head (REFERENCE.md §3.2, §3.3).
+"""DiT^DH (`DiTwDDTHead`): a DiT trunk plus a wide, shallow DDT head (docs/reference.md §3.2, §3.3).
 
 Parameter and buffer names equal the official ones, so released `stage2_model.pt` files load strictly.
 Two official crashes are fixed: `wo_shift=True` (blocks then have 4 modulation chunks and no shift) and
@@ -100,7 +100,7 @@ class DiTDH(nn.Module):
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float,
                          cfg_interval: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
-        """Official CFG entry point on a doubled batch [z; z] with labels [y; null] (REFERENCE §3.3).
+        """Official CFG entry point on a doubled batch [z; z] with labels [y; null] (docs/reference.md §3.3).
 
         Guided = uncond + s * (cond - uncond) where t_min <= t <= t_max (inclusive, per sample), else cond;
         returned duplicated for both halves. No host sync: the interval test is a tensor mask.

@@ -1,4 +1,4 @@
-"""Frozen representation encoders for the RAE (REFERENCE.md §1.1; ECOSYSTEM.md §8), via `transformers`.
+"""Frozen representation encoders for the RAE (docs/reference.md §1.1; docs/ecosystem.md §8), via `transformers`.
 
 `load_encoder(kind, path, input_size)` returns a `FrozenEncoder`: normalised images (B, 3, S, S) -> patch
 tokens (B, N, C), N = (S / patch)^2, with the final LayerNorm's affine removed (a pure standardisation, as
@@ -24,7 +24,7 @@ from torch import nn
 from rae_xla import errors, hub
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-# Published processor values, used when a folder has no preprocessor_config.json (REFERENCE §1.2).
+# Published processor values, used when a folder has no preprocessor_config.json (docs/reference.md §1.2).
 DEFAULT_MEAN_STD = {"dinov2": (IMAGENET_MEAN, IMAGENET_STD), "mae": (IMAGENET_MEAN, IMAGENET_STD),
                     "siglip2": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 RANDOM_TINY = "random-tiny"

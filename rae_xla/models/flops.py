@@ -1,4 +1,4 @@
-"""Analytic forward FLOPs per image (XLA_NOTES.md §3 convention: 2 x multiply-adds, matmuls only;
+"""Analytic forward FLOPs per image (docs/xla_notes.md §3 convention: 2 x multiply-adds, matmuls only;
 norms, softmax and element-wise ops are ignored). Training ~ 3 x forward. Used for MFU.
 """
 from rae_xla.models.layers import swiglu_hidden_width

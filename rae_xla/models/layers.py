@@ -1,6 +1,6 @@
 """Building blocks shared by the stage-2 models (DiT^DH, LightningDiT) and the ViT decoder.
 
-Every class keeps the attribute names of the official `stage2/models/model_utils.py` (REFERENCE.md §3.1),
+Every class keeps the attribute names of the official `stage2/models/model_utils.py` (docs/reference.md §3.1),
 because released checkpoints are loaded by name. Nothing here names a device or branches on tensor values,
 so the same code runs eagerly, under `torch.compile` and inside one XLA graph.
 """
@@ -147,7 +147,7 @@ class PatchEmbed(nn.Module):
 def sincos_pos_embed_2d(dim: int, grid: int, cls_row: bool = False) -> torch.Tensor:
     """Fixed 2-D sin-cos table (grid*grid [+1], dim) float32, MAE/DiT generator.
 
-    The first dim/2 channels encode the column index w, the last dim/2 the row index h (REFERENCE §2.1);
+    The first dim/2 channels encode the column index w, the last dim/2 the row index h (docs/reference.md §2.1);
     each half is [sin(pos*w_k), cos(pos*w_k)], w_k = 10000^(-k/(dim/4)), computed in float64.
     `cls_row` prepends an all-zero row (the ViT decoder's CLS position).
     """

@@ -1,7 +1,7 @@
 """Stage-2 model presets: official keyword arguments for 16x16, 768-channel latents (DINOv2-B at 256 px).
 
 The released models are `DiTDH-XL` (839M) and its autoguidance model `DiTDH-S-guidance` (= DiTDH-S, 196M)
-(REFERENCE.md §8.2, §3.5-§3.6). For 512 px pass `input_size=32` as an override.
+(docs/reference.md §8.2, §3.5-§3.6). For 512 px pass `input_size=32` as an override.
 """
 import copy
 

@@ -1,4 +1,4 @@
-"""RAE: frozen encoder + latent statistics + noise augmentation + ViT decoder (REFERENCE.md §1.2-§1.6).
+"""RAE: frozen encoder + latent statistics + noise augmentation + ViT decoder (docs/reference.md §1.2-§1.6).
 
 encode: images (B,3,H,W) in [0,1] -> bicubic resize to S (no antialias) -> ImageNet-style normalisation ->
 frozen encoder tokens (B,N,C) -> [+ tau*U(0,1)*eps noise in training] -> (B,C,h,w) -> (z - mean)/sqrt(var+eps).
@@ -151,18 +151,11 @@ class RAE(nn.Module):
 
 @functools.lru_cache(maxsize=16)
 def _bicubic_matrix(size_in: int, size_out: int) -> torch.Tensor:
-    """(size_out, size_in) matrix M with M @ v == 1-D F.interpolate(v, bicubic, align_corners=False)."""
+    """(size_out, size_in) matrix M with M @ v == 1-D F.interpolate(v, bicubic, align_corners=False).
+
+    The encoder resize is written as two matmuls with such matrices (PyTorch's bicubic is separable) because XLA
+    has no lowering for aten::upsample_bicubic2d and would run it on the host (a CPU fallback and a device round
+    trip per call)."""
     # float32 like the image kernel, so the weights round the same way (float64 weights differ by ~3e-5).
     eye = torch.eye(size_in).view(size_in, 1, size_in, 1)
     return F.interpolate(eye, size=(size_out, 1), mode="bicubic", align_corners=False).view(size_in, size_out).T
-
-
-def resize_bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(B,C,H,W) -> (B,C,size,size), the same numbers as F.interpolate(bicubic, align_corners=False, no antialias).
-
-    Written as two matmuls with fixed matrices (PyTorch's bicubic is separable) because XLA has no lowering for
-    aten::upsample_bicubic2d and would run it on the host (a CPU fallback and a device round trip per call).
-    """
-    rows = _bicubic_matrix(images.shape[-2], size).to(device=images.device, dtype=images.dtype)
-    cols = _bicubic_matrix(images.shape[-1], size).to(device=images.device, dtype=images.dtype)
-    return rows @ images @ cols.T

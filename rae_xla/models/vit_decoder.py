@@ -1,4 +1,4 @@
-"""The RAE pixel decoder (`GeneralDecoder`): a ViT-MAE-style decoder without mask tokens (REFERENCE.md §2).
+"""The RAE pixel decoder (`GeneralDecoder`): a ViT-MAE-style decoder without mask tokens (docs/reference.md §2).
 
 latent tokens (B, N, C) -> decoder_embed -> [trainable CLS; tokens] + fixed sin-cos table -> L pre-LN ViT
 layers -> LayerNorm -> decoder_pred -> drop CLS -> (B, N, p*p*3) -> unpatchify -> (B, 3, h*p, w*p).

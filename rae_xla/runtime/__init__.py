@@ -32,7 +32,7 @@ def on_tpu_vm(environ=None) -> bool:
 
 def resolve_compile_cache_dir(setting: str, on_tpu: bool) -> str:
     """`runtime.compile_cache_dir`: 'auto' -> a local per-host dir on TPU ('' elsewhere: CPU PJRT writes entries
-    it cannot load back, XLA_NOTES §6.1); '' -> off; a path -> that path (keep it local to each host)."""
+    it cannot load back, docs/xla_notes.md §6.1); '' -> off; a path -> that path (keep it local to each host)."""
     if setting != "auto":
         return os.path.expanduser(setting)
     if not on_tpu:

@@ -4,7 +4,7 @@ activations at batch 32/chip outweigh its sharded weights; the price is one more
 (~1/3 more FLOPs per step).
 
 The backends differ only in the checkpoint function: torch_xla's (re-entrant only, and it needs an input
-that requires grad, XLA_NOTES §6.1; block inputs do, being computed from trainable embedders) and torch's
+that requires grad, docs/xla_notes.md §6.1; block inputs do, being computed from trainable embedders) and torch's
 non-re-entrant one on CUDA/CPU.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Native PyTorch runtime: CUDA (NCCL) or CPU (gloo), one process per device under torchrun.
 
-torch_xla 2.9 dropped CUDA (XLA_NOTES §0.2), so GPUs use plain torch: DDP for `param_sharding='replicate'`,
+torch_xla 2.9 dropped CUDA (docs/xla_notes.md §0.2), so GPUs use plain torch: DDP for `param_sharding='replicate'`,
 FSDP2 (`fully_shard`) for 'fsdp', optional `torch.compile`. Without torchrun this is a single eager process.
 """
 from __future__ import annotations
@@ -39,7 +39,8 @@ class TorchRuntime(Runtime):
             torch.cuda.set_device(local_rank)
             self.device = torch.device("cuda", local_rank)
             self.device_kind = torch.cuda.get_device_name(self.device)
-            torch.backends.cuda.matmul.allow_tf32 = True  # The official trainer enables TF32 globally (REFERENCE §6.1).
+            # The official trainer enables TF32 globally (docs/reference.md §6.1).
+            torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         else:
             self.device = torch.device("cpu")

@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 
 _METADATA_URL = "http://metadata.google.internal/computeMetadata/v1/instance/attributes/accelerator-type"
 
-# Flags torchprime and MaxText set for FSDP training on v5p/v6e (XLA_NOTES §1.2): collectives run as async
+# Flags torchprime and MaxText set for FSDP training on v5p/v6e (docs/xla_notes.md §1.2): collectives run as async
 # fusions that the scheduler overlaps with compute, FSDP all-gathers are fused and started early, and the
 # data-parallel gradient all-reduce (DCN between slices) is pipelined with the backward pass.
 OVERLAP_FLAGS = (

@@ -1,6 +1,6 @@
 """torch_xla SPMD runtime: one process per host drives all of its chips as one program over a named mesh.
 
-Initialisation order matters (XLA_NOTES §5): libtpu flags (set by `make_runtime` before torch_xla is imported)
+Initialisation order matters (docs/xla_notes.md §5): libtpu flags (set by `make_runtime` before torch_xla is imported)
 -> persistent cache -> `use_spmd()` (before any XLA tensor exists) -> a gloo process group over `xla://` when
 there are several hosts (DCP and host collectives need it) -> the mesh (HybridMesh across slices).
 """
@@ -75,7 +75,7 @@ class XlaRuntime(Runtime):
 
     def shard_model(self, model: nn.Module) -> nn.Module:
         if self._cfg.remat and any(p.requires_grad for p in model.parameters()):
-            # torch_xla's checkpoint: re-entrant only (XLA_NOTES §6.1); it keeps the recompute out of CSE.
+            # torch_xla's checkpoint: re-entrant only (docs/xla_notes.md §6.1); it keeps the recompute out of CSE.
             from torch_xla.utils.checkpoint import checkpoint
             apply_remat(model, self._cfg.activation_sharding,
                         lambda fn, *args: checkpoint(fn, *args, use_reentrant=True))

@@ -1,4 +1,4 @@
-"""A save planner that fixes torch_xla 2.9's silent checkpoint data loss (XLA_NOTES §0.4, §6.2).
+"""A save planner that fixes torch_xla 2.9's silent checkpoint data loss (docs/xla_notes.md §0.4, §6.2).
 
 With a tensor sharded on one mesh axis and replicated on another inside one process (e.g. 'fsdp'-sharded
 weights on a (2, 2) ('data', 'fsdp') mesh), `SPMDSavePlanner` emits one write item per local shard, so each

@@ -19,7 +19,7 @@ def guidance_dict(sample_cfg, models: SamplingModels):
         return None
     out = dict(method=g.method, scale=g.scale, t_min=g.t_min, t_max=g.t_max)
     if g.method == "cfg":
-        out["null_label"] = models.num_classes  # The official null class (REFERENCE §4.6).
+        out["null_label"] = models.num_classes  # The official null class (docs/reference.md §4.6).
     else:
         out["model"] = models.weak_model
     return out

@@ -1,7 +1,7 @@
 """Class labels of an N-sample FID set, on the host, as a pure function of (mode, seed, N).
 
 - `equal`: the official balanced pool (each class N / num_classes times, `torch.randperm` with a CPU generator
-  seeded by `seed`, REFERENCE §7.3) in sample-index order. When num_classes does not divide N the remainder
+  seeded by `seed`, docs/reference.md §7.3) in sample-index order. When num_classes does not divide N the remainder
   N mod num_classes goes to distinct classes drawn from the same generator, so counts differ by at most one.
   Exact class balance for ANY device count and batch size, unlike the official script (exact only when
   batch x world size divides N).

@@ -3,7 +3,7 @@
   python -m rae_xla.main --config=configs/reconstruct.py --workdir=gs://bucket/rfid/vitxl_n08 \
       --config.data.data_dir=gs://bucket/tfds
 
-The rFID protocol of the paper (REFERENCE §7.4, issue #11): ADM center crop to `data.image_size`, no flip, in
+The rFID protocol of the paper (docs/reference.md §7.4, issue #11): ADM center crop to `data.image_size`, no flip, in
 dataset index order; encode -> decode -> clamp, x255, truncate (as stage1_sample_ddp.py). The reference file
 holds the very same uint8 crops, so rFID compares reconstructions with their own inputs (not with the gFID
 reference statistics). Outputs `<workdir>/<name>_recon.npz` and `<workdir>/<name>_reference.npz` (`arr_0`

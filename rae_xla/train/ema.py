@@ -1,6 +1,6 @@
 """Exponential moving average of model parameters.
 
-ema <- decay * ema + (1 - decay) * param after every optimizer step, with no warm-up (REFERENCE §6.1: decay
+ema <- decay * ema + (1 - decay) * param after every optimizer step, with no warm-up (docs/reference.md §6.1: decay
 0.9995 in stage 2, half-life ln(0.5)/ln(0.9995) ~ 1386 steps; §5.7: 0.9978 in stage 1, ~315 steps). The official
 `update_ema` runs `ema.mul_(decay).add_(param, alpha=1 - decay)` over `named_parameters()`, frozen ones included;
 `ema_update_` does the same arithmetic (same rounding): as foreach calls on CUDA and XLA, as that loop on CPU.
@@ -8,7 +8,7 @@ ema <- decay * ema + (1 - decay) * param after every optimizer step, with no war
 Under torch_xla the update is traced into the step graph like any other op (no host sync, the EMA keeps the
 parameters' sharding); on CUDA the foreach kernels launch a few multi-tensor kernels instead of two per tensor.
 
-Difference from the official trainer (REFERENCE §6.2 item 3): there, `model.forward` is replaced by its
+Difference from the official trainer (docs/reference.md §6.2 item 3): there, `model.forward` is replaced by its
 `torch.compile` wrapper *before* `ema_model = deepcopy(model)`, so the EMA copy shares the compiled forward of the
 live model and its "EMA" preview samples and `eval_ema/*` metrics were computed with the live weights (the EMA
 weights themselves were updated and saved correctly). Here the EMA is a separate module with its own forward;

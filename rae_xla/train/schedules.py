@@ -2,9 +2,9 @@
 
 Each schedule maps `step` (the number of optimizer updates already applied: 0 for the first update) to a
 Python float. The trainer sets `group['lr']` on the host before every update; under XLA a host float LR does not
-recompile the step graph (XLA_NOTES §5.1 item 3), so no LambdaLR object or device tensor is needed.
+recompile the step graph (docs/xla_notes.md §5.1 item 3), so no LambdaLR object or device tensor is needed.
 
-The formulas are those of the official `build_scheduler` (REFERENCE §6.1 and §5.7), which wraps a
+The formulas are those of the official `build_scheduler` (docs/reference.md §6.1 and §5.7), which wraps a
 `LambdaLR`: lr(step) = base_lr * factor(step), with
     warmup_steps = int(warmup_epochs * steps_per_epoch), decay_end = int(decay_end_epoch * steps_per_epoch)
     factor = (step + 1) / warmup_steps   if step < warmup_steps and warmup_from_zero

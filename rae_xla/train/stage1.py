@@ -1,4 +1,4 @@
-"""Stage 1: train the RAE decoder with L1 + LPIPS + GAN on a frozen encoder (REFERENCE §5).
+"""Stage 1: train the RAE decoder with L1 + LPIPS + GAN on a frozen encoder (docs/reference.md §5).
 
   python -m rae_xla.main --config=configs/decoder_xl.py --workdir=gs://bucket/runs/decoder_xl
 
@@ -7,7 +7,7 @@ and the discriminator heads sharded by the runtime -> two AdamW optimisers with 
 -> three compiled steps, one per phase, picked on the host from the step -> the shared loop (train/loop.py:
 metrics, reconstruction previews, checkpoints, SIGTERM, NaN stop).
 
-Deliberate differences from the official trainer (REFERENCE §5.4, §5.7, §12):
+Deliberate differences from the official trainer (docs/reference.md §5.4, §5.7, §12):
 - the discriminator's gradients are averaged over all data shards (official: each rank updates its own heads);
 - the decoder's gradients are always reduced (official before PR #53: never) and, on torchrun, the adaptive
   weight uses the global batch's gradients, as it does under XLA SPMD (official: the rank's own);

@@ -1,5 +1,5 @@
 """The stage-1 training step: frozen encoder -> noisy latents -> decoder -> L1 + LPIPS (+ GAN) -> AdamW -> EMA
-(-> one discriminator update) (REFERENCE §5.3, §5.4).
+(-> one discriminator update) (docs/reference.md §5.3, §5.4).
 
 Three phases, each ONE function compiled once (XLA), chosen on the host from the step number:
   RECON (0)  generator step with L1 + perceptual_weight * LPIPS;
@@ -40,7 +40,7 @@ SUM_KEYS = ("total_sum", "recon_sum", "lpips_sum", "gan_sum", "disc_sum", "accur
 class Stage1Settings:
     """What the step needs from the config, resolved to plain values.
 
-    latent_shape: (C, h, w) of the RAE latents; noise_tau: tau of the noise augmentation (REFERENCE §1.3).
+    latent_shape: (C, h, w) of the RAE latents; noise_tau: tau of the noise augmentation (docs/reference.md §1.3).
     """
     latent_shape: tuple[int, int, int]
     noise_tau: float

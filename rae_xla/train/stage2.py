@@ -1,4 +1,4 @@
-"""Stage 2: train DiT^DH / LightningDiT by flow matching on frozen-RAE latents (REFERENCE §6).
+"""Stage 2: train DiT^DH / LightningDiT by flow matching on frozen-RAE latents (docs/reference.md §6).
 
   python -m rae_xla.main --config=configs/ditdh_xl.py --workdir=gs://bucket/runs/ditdh_xl
 
@@ -137,7 +137,7 @@ def step_state(modules: tuple[torch.nn.Module, ...], optimizer: torch.optim.Opti
 
 
 def training_flops_per_image(config, rae: RAE) -> int:
-    """Model forward + backward (3x forward, XLA_NOTES §3) plus one encoder forward, per image."""
+    """Model forward + backward (3x forward, docs/xla_notes.md §3) plus one encoder forward, per image."""
     model = 3 * flops.stage2_forward_flops(config.model.arch, **build.model_kwargs(config.model))
     if config.rae.encoder != "dinov2":
         return model  # The encoder counts are only tabulated for DINOv2; MFU then slightly under-reports.

@@ -23,7 +23,7 @@ from rae_xla.train import optimizer as optimizer_lib
 class StepSettings:
     """What the step needs from the config, resolved to plain values.
 
-    latent_shape: (C, h, w) of the RAE latents. alpha: the time shift (REFERENCE §4.3).
+    latent_shape: (C, h, w) of the RAE latents. alpha: the time shift (docs/reference.md §4.3).
     null_label: the CFG null class (= num_classes); label_dropout: its probability (0.1 in every release).
     """
     latent_shape: tuple[int, int, int]

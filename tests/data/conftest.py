@@ -10,7 +10,7 @@ from PIL import Image
 
 def pytest_configure(config):
     del config
-    flags.FLAGS.mark_as_parsed()  # absl flags are unparsed under pytest (ECOSYSTEM.md §2)
+    flags.FLAGS.mark_as_parsed()  # absl flags are unparsed under pytest (docs/ecosystem.md §2)
 
 
 def write_image(path: str, height: int, width: int, seed: int, fmt: str = 'JPEG', mode: str = 'RGB') -> None:

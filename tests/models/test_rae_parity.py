@@ -43,7 +43,7 @@ def test_decoder_state_dict_has_the_official_keys_and_shapes():
 
 def test_variance_only_stats_match_the_official_outputs():
     """The released DINOv2-B stat.pt has no 'mean' (variance-only normalisation). Expected values come from the
-    golden outputs and the official formula z_norm = (z - mean) / sqrt(var + eps) (REFERENCE §1.4), not from a
+    golden outputs and the official formula z_norm = (z - mean) / sqrt(var + eps) (docs/reference.md §1.4), not from a
     second path of our code: without the mean, z / sqrt(var + eps) = golden latent + mean / sqrt(var + eps); and
     decoding undoes the same normalisation, so the reconstruction is the golden one."""
     spec, io = golden.manifest()["cases"]["rae"], golden.load("rae.io.pt")

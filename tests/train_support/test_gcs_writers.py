@@ -15,7 +15,7 @@ def gcs_bucket_env():
     emulator = server.create_server("127.0.0.1", 0, in_memory=True, default_bucket=bucket)
     emulator.start()
     endpoint = f"http://127.0.0.1:{emulator._api._httpd.server_address[1]}"
-    # ZB_HNS off: otherwise gcsfs asks a gRPC API the emulator lacks and waits 60 s per call (ECOSYSTEM §4).
+    # ZB_HNS off: otherwise gcsfs asks a gRPC API the emulator lacks and waits 60 s per call (docs/ecosystem.md §4).
     env = dict(os.environ, STORAGE_EMULATOR_HOST=endpoint, GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false")
     yield bucket, env
     emulator.stop()

@@ -1,4 +1,5 @@
-"""LR schedules: the official boundaries (REFERENCE §6.1, §5.7) and step-for-step agreement with a LambdaLR."""
+"""LR schedules: the official boundaries (docs/reference.md §6.1, §5.7) and step-for-step agreement with a
+LambdaLR."""
 
 import math
 
@@ -20,7 +21,8 @@ def cfg(**overrides):
 
 
 def official_lambda(kind, warmup_steps, decay_end, final_ratio, warmup_from_zero):
-    """The factor as REFERENCE §6.1/§5.7 describe the official LambdaLR (written independently for the test)."""
+    """The factor as docs/reference.md §6.1/§5.7 describe the official LambdaLR (written independently for the
+    test)."""
     span = max(decay_end - warmup_steps, 1)
 
     def factor(step):
@@ -85,15 +87,15 @@ def _probe_steps(warmup_steps, decay_end, last_step):
 
 
 @pytest.mark.parametrize("name,kind,spe,warm_ep,end_ep,total_ep,from_zero", [
-    ("stage2 released (REFERENCE §6.1)", "linear", STAGE2_STEPS_PER_EPOCH, 40, 800, 1400, False),
-    ("stage1 released (REFERENCE §5.7)", "cosine", STAGE1_STEPS_PER_EPOCH, 1, 16, 16, True),
+    ("stage2 released (docs/reference.md §6.1)", "linear", STAGE2_STEPS_PER_EPOCH, 40, 800, 1400, False),
+    ("stage1 released (docs/reference.md §5.7)", "cosine", STAGE1_STEPS_PER_EPOCH, 1, 16, 16, True),
     ("stage2 at 1252 steps/epoch (W = 1024)", "linear", 1252, 40, 800, 1400, False),
     ("cosine, held warm-up", "cosine", STAGE2_STEPS_PER_EPOCH, 40, 800, 1400, False),
 ])
 def test_real_schedules_equal_the_official_factor_on_dense_points(name, kind, spe, warm_ep, end_ep, total_ep,
                                                                   from_zero):
     """lr(step) == base_lr * factor(step) float for float on ~3,800 steps of the full-length schedules, with the
-    factor written from REFERENCE §5.7/§6.1 (official_lambda above), including both decay boundaries."""
+    factor written from docs/reference.md §5.7/§6.1 (official_lambda above), including both decay boundaries."""
     base, final = 2e-4, 2e-5
     lr = schedules.make_schedule(cfg(type=kind, warmup_epochs=warm_ep, decay_end_epoch=end_ep, base_lr=base,
                                      final_lr=final, warmup_from_zero=from_zero), spe)
