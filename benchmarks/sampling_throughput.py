@@ -1,8 +1,8 @@
 """Sampling throughput of the `sample_fid` engine: images/s per device for N-point Euler + decode.
 
-  python benchmarks/sampling_throughput.py --config=configs/sample_quickstart.py --batches 3
+  python benchmarks/sampling_throughput.py --config=configs/sample_tiny.py --batches 3
   PJRT_DEVICE=CPU CPU_NUM_DEVICES=4 python benchmarks/sampling_throughput.py \
-      --config=configs/sample_quickstart.py --config.runtime.backend=xla
+      --config=configs/sample_tiny.py --config.runtime.backend=xla
   python benchmarks/sampling_throughput.py --config=configs/sample_fid.py --config.rae.decoder_weights= \
       --config.rae.stats= --config.sampling.checkpoint=unused   # TPU VM / GPU: DiT^DH-XL + ViT-XL decoder shapes
 
@@ -32,7 +32,7 @@ from rae_xla.train import build
 
 import provenance
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/sample_quickstart.py", "A sampling config.",
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/sample_tiny.py", "A sampling config.",
                                           lock_config=False)
 _BATCHES = flags.DEFINE_integer("batches", 3, "Timed batches per guidance setting.")
 _STEPS = flags.DEFINE_integer("num_steps", 50, "Grid points (50 = 49 Euler steps, the released setting).")

@@ -29,7 +29,8 @@ commands:
                               worker of every slice, build ~/rae_xla/.venv with the image's Python if it is
                               3.10-3.13 (launch/tpu_python.sh; else one is installed), pip install -e '.[tpu]'
   run --config=C --workdir=gs://B/D [more flags]
-                              on every worker of every slice: stop what still holds the TPU, then start
+                              the preflight (rae_xla.main --preflight) on worker 0 first: stops on any problem
+                              (PREFLIGHT=0 skips it); then on every worker of every slice: stop what still holds the TPU, then start
                               `python -m rae_xla.main` under setsid nohup (launch/tpu_run.sh); log in
                               ~/rae_xla/logs/run-$RUN_ID.log (kept per run), copied to D/logs/$RUN_ID/ at exit
   logs                        tail the log of the latest run on worker $WORKER (default 0) of slice $SLICE
@@ -40,7 +41,8 @@ commands:
 environment (required): NAME ZONE PROJECT, and ACCEL VERSION for create
 environment (optional): SLICES (default 1), SPOT=1, RESERVED=1, QUEUED=1 (create); REPO_URL REPO_REF (setup
                         clones instead of copying); PYTHON (setup: force an interpreter); RUN_ID (run: default
-                        UTC time); PASS_ENV (run: more variable names to forward); SLICE WORKER LINES (logs)
+                        UTC time); PASS_ENV (run: more variable names to forward); PREFLIGHT=0 (run: skip the
+                        preflight on worker 0); SLICE WORKER LINES (logs)
 forwarded to run when set here: LIBTPU_INIT_ARGS XLA_FLAGS PT_XLA_DEBUG_LEVEL XLA_IR_DEBUG XLA_HLO_DEBUG
                         TPU_STDERR_LOG_LEVEL TPU_MIN_LOG_LEVEL TPU_VMODULE and every name in PASS_ENV
 EOF
@@ -198,6 +200,19 @@ case "$COMMAND" in
     fi
     env_words="$(forwarded_env)"
     flags="$(printf '%q ' "$@")"
+    # The preflight first, on worker 0 of the first slice alone: the plan, every input (gs://, hf://, local)
+    # and the workdir checked without starting the TPU runtime; any problem stops here, before every worker
+    # starts (PREFLIGHT=0 skips it). ACCEL (and SLICES) size the plan when set.
+    if [[ "${PREFLIGHT:-1}" != 0 ]]; then
+      plan=""
+      [[ -n "${ACCEL:-}" ]] && plan=" --plan_for=${SLICES}x${ACCEL}"
+      check="cd $REMOTE_DIR && ${env_words}PJRT_DEVICE=TPU .venv/bin/python -m rae_xla.main $flags--preflight$plan"
+      if ! ssh_node "$(nodes | head -n 1)" 0 "$check"; then
+        echo "error: the preflight on worker 0 found problems (the FATAL lines above); fix them, or run with" \
+             "PREFLIGHT=0 to skip the check." >&2
+        exit 2
+      fi
+    fi
     # A previous run (or a crashed one) still holding the chips makes libtpu fail with 'TPU in use': end the
     # recorded trainer, then anything with the TPU device files open (/dev/accel* on v4/v5e, /dev/vfio on
     # v5p/v6e), and drop libtpu's lock file.

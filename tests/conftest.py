@@ -70,3 +70,22 @@ def run_python(args, *, xla_devices=None, env=None, timeout=600, check=True, mod
 @pytest.fixture(name="run_python")
 def run_python_fixture():
     return run_python
+
+
+@pytest.fixture(name="release_env", scope="session")
+def release_env_fixture(tmp_path_factory):
+    """The offline stand-in of a released-files user's machine (tests/release_env.py), built once per run: the
+    environment variables that select it (HF cache, TORCH_HOME) and DATA_DIR for the placeholder bucket."""
+    from tests import release_env
+    return release_env.build(tmp_path_factory.mktemp("release_env"))
+
+
+@pytest.fixture(name="use_release_env")
+def use_release_env_fixture(release_env, monkeypatch):
+    """This process reads hf:// and torch-hub files from the release environment (offline)."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", release_env["HF_HUB_CACHE"])
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    for key in ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TORCH_HOME"):
+        monkeypatch.setenv(key, release_env[key])
+    return release_env

@@ -4,11 +4,12 @@
   python tests/release_smoke_script.py SPEC.json RESULT.json
 
 SPEC: a list of {"name", "config" ("configs/x.py[:arg]"), "overrides" ({"a.b": value}), "workdir"}.
-RESULT: {name: {"ok": bool, "error": the FATAL line or traceback text}}. The environment (HF cache, TORCH_HOME)
+RESULT: {name: {"ok": bool, "error": the FATAL line or traceback text, "seconds": wall time}}. The environment (HF cache, TORCH_HOME)
 comes from the caller (tests/release_env.py).
 """
 import json
 import sys
+import time
 import traceback
 
 from rae_xla import errors
@@ -36,8 +37,10 @@ def main(spec_path: str, result_path: str) -> None:
         specs = json.load(f)
     results = {}
     for spec in specs:
-        results[spec["name"]] = run_one(spec)
-        print(f"release smoke {spec['name']}: {'ok' if results[spec['name']]['ok'] else 'FAILED'}", flush=True)
+        start = time.perf_counter()
+        results[spec["name"]] = dict(run_one(spec), seconds=round(time.perf_counter() - start, 1))
+        print(f"release smoke {spec['name']}: {'ok' if results[spec['name']]['ok'] else 'FAILED'} "
+              f"({results[spec['name']]['seconds']} s)", flush=True)
         with open(result_path, "w") as f:
             json.dump(results, f, indent=1)
 

@@ -7,6 +7,7 @@ config.data fields (all required, no defaults; see `validation.validate_data_con
 import os
 from typing import Any
 
+from rae_xla import remote
 from rae_xla.data import sources
 from rae_xla.data import synthetic
 
@@ -45,7 +46,8 @@ def open_source(data_cfg: Any) -> sources.Source:
     """
     kind, data_dir, split = field(data_cfg, 'source'), field(data_cfg, 'data_dir'), field(data_cfg, 'split')
     if kind == 'tfds':
-        return sources.TfdsSource(sources.find_tfds_version_dir(data_dir, field(data_cfg, 'name')), split)
+        with remote.reading(data_dir, 'config.data.data_dir'):
+            return sources.TfdsSource(sources.find_tfds_version_dir(data_dir, field(data_cfg, 'name')), split)
     if kind == 'folder':
         return sources.FolderSource(sources.resolve_folder_root(data_dir, split))
     if kind == 'synthetic':

@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any
 
+from rae_xla import remote
 from rae_xla.data import builder
 from rae_xla.data import dataset
 from rae_xla.data import sources
@@ -75,7 +76,8 @@ def validate_data_config(data_cfg: Any) -> None:
     if kind == 'tfds':
         if not name:
             raise ValueError("config.data.name is empty; set the TFDS dataset name, e.g. 'imagenet2012'.")
-        _check_tfds(data_dir, name, split)
+        with remote.reading(data_dir, 'config.data.data_dir'):  # An unreachable bucket: one line, at once.
+            _check_tfds(data_dir, name, split)
     elif kind == 'folder':
         _check_folder(data_dir, split)
     else:

@@ -49,12 +49,16 @@ def collect(config, workdir: str, plan_for: str = "") -> tuple[Plan, inputs.Chec
             except errors.UserError as e:
                 plan.problems.append(e)
     checks = inputs.check(config, workdir)
+    # One line per problem: validate() stops at its first finding, which the input checks may find again in
+    # other words; a problem is dropped when its text, or the field it starts with ('rae.stats=...'), was seen.
     seen, unique = set(), []
     for problem in problems + plan.problems + checks.problems:
-        line = errors.fatal_line(problem)
-        if line not in seen:
-            seen.add(line)
-            unique.append(problem)
+        text = str(problem)
+        field = text.split("=", 1)[0] if "=" in text.split(" ", 1)[0] else None
+        if text in seen or (field and field in seen):
+            continue
+        seen.update({text} | ({field} if field else set()))
+        unique.append(problem)
     return plan, checks, unique
 
 

@@ -19,7 +19,7 @@ import torch
 from tests.conftest import REPO, run_python
 
 N = 20
-CONFIG = "configs/sample_quickstart.py"
+CONFIG = "configs/sample_tiny.py"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def weights(tmp_path_factory):
     """stage2_model.pt files of the tiny main and weak models (random weights, fixed seeds)."""
     from rae_xla.train import build
     import importlib.util
-    spec = importlib.util.spec_from_file_location("sample_quickstart", os.path.join(REPO, CONFIG))
+    spec = importlib.util.spec_from_file_location("sample_tiny", os.path.join(REPO, CONFIG))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config(None)

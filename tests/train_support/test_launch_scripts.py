@@ -57,7 +57,12 @@ def test_tpu_run_starts_main_on_all_workers_through_the_run_wrapper(tmp_path):
     out = run_script("tpu_vm.sh", ["run", "--config=configs/ditdh_xl.py", "--workdir=gs://b/r", "--config.seed=3"],
                      env={**TPU_ENV, "RUN_ID": "r1"}, path_dir=recording_stub(tmp_path, "gcloud"))
     assert out.returncode == 0, out.stderr
-    (argv,) = recorded(tmp_path)
+    preflight, argv = recorded(tmp_path)
+    # The preflight first, on worker 0 alone, with the same flags and the slice type to plan for.
+    assert preflight[:5] == ["compute", "tpus", "tpu-vm", "ssh", "rae-v5p"] and "--worker=0" in preflight
+    assert preflight[-1] == ("--command=cd ~/rae_xla && PJRT_DEVICE=TPU .venv/bin/python -m rae_xla.main "
+                             "--config=configs/ditdh_xl.py --workdir=gs://b/r --config.seed=3 --preflight "
+                             "--plan_for=1xv5p-64")
     assert argv[:5] == ["compute", "tpus", "tpu-vm", "ssh", "rae-v5p"]
     assert "--worker=all" in argv and "--zone=us-east5-a" in argv and "--project=proj" in argv
     remote = next(a for a in argv if a.startswith("--command="))[len("--command="):]
@@ -69,8 +74,18 @@ def test_tpu_run_starts_main_on_all_workers_through_the_run_wrapper(tmp_path):
     assert "rm -f /tmp/libtpu_lockfile" in remote
 
 
+def test_tpu_run_stops_when_the_preflight_fails(tmp_path):
+    stub = recording_stub(tmp_path, "gcloud")
+    (stub / "gcloud").write_text((stub / "gcloud").read_text() + "sys.exit(2)\n")  # The preflight exits 2.
+    out = run_script("tpu_vm.sh", ["run", "--config=c.py", "--workdir=gs://b/r"], env={**TPU_ENV, "RUN_ID": "r4"},
+                     path_dir=stub)
+    assert out.returncode == 2 and "preflight on worker 0 found problems" in out.stderr
+    (only,) = recorded(tmp_path)  # Nothing was started on the workers.
+    assert "--preflight" in only[-1] and "--worker=0" in only
+
+
 def test_tpu_run_forwards_flags_and_chosen_variables(tmp_path):
-    env = {**TPU_ENV, "RUN_ID": "r2", "LIBTPU_INIT_ARGS": "--xla_a=1 --xla_b=2", "XLA_FLAGS": "--xla_dump_to=/tmp/d",
+    env = {**TPU_ENV, "RUN_ID": "r2", "PREFLIGHT": "0", "LIBTPU_INIT_ARGS": "--xla_a=1 --xla_b=2", "XLA_FLAGS": "--xla_dump_to=/tmp/d",
            "MY_VAR": "x y", "PASS_ENV": "MY_VAR UNSET_VAR"}
     env_without = {k: v for k, v in os.environ.items() if k not in ("LIBTPU_INIT_ARGS", "XLA_FLAGS")}
     out = subprocess.run(["bash", str(ROOT / "launch" / "tpu_vm.sh"), "--dry-run", "run", "--config=c.py",
@@ -83,7 +98,7 @@ def test_tpu_run_forwards_flags_and_chosen_variables(tmp_path):
 
 
 def test_tpu_multislice_runs_on_every_worker_of_every_slice(tmp_path):
-    env = {**TPU_ENV, "SLICES": "3", "RUN_ID": "r3"}
+    env = {**TPU_ENV, "SLICES": "3", "RUN_ID": "r3", "PREFLIGHT": "0"}
     out = run_script("tpu_vm.sh", ["run", "--config=c.py", "--workdir=gs://b/r"], env=env,
                      path_dir=recording_stub(tmp_path, "gcloud"))
     assert out.returncode == 0, out.stderr
