@@ -119,5 +119,7 @@ class ShardStore:
                         written = max(written, start + len(rows))
                     if written < self.total:
                         raise ValueError(f"shards in {self.directory} hold {written} of {self.total} rows")
-        tmp.rename(out_path)
+        # replace, not rename: a rerun of a finished job (preempted after writing the npz, or run again) assembles
+        # the same rows again and must overwrite the earlier file, which epath's rename refuses.
+        tmp.replace(out_path)
         logging.info("Wrote %s (%d rows: %s).", out_path, self.total, ", ".join(keys))

@@ -93,6 +93,7 @@ def test_shards_resume_trim_and_assemble(tmp_path):
     assert [(a, b) for a, b, _ in again.shards()] == [(0, 4), (4, 6), (6, 10)] and again.done
     with pytest.raises(ValueError, match="gap"):
         ShardStore(tmp_path / "t", 10, {}, writer=True).write(3, rows(3, 5))
+    (tmp_path / "out.npz").write_bytes(b"an earlier run's file")  # A finished job run again overwrites it.
     again.assemble(tmp_path / "out.npz", {"arr_0": "images", "arr_1": "labels"})
     with np.load(tmp_path / "out.npz") as out:
         np.testing.assert_array_equal(out["arr_0"], rows(0, 10)["images"])
