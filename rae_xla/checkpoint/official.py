@@ -17,7 +17,7 @@ from absl import logging
 from etils import epath
 from torch import nn
 
-from rae_xla import errors, hub
+from rae_xla import errors, hub, remote
 
 # Wrapper prefixes that torch.compile / DDP add to every key; the official extract_decoder strips them too.
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")
@@ -39,12 +39,14 @@ def read_checkpoint(src, what: str = "checkpoint") -> dict:
     if isinstance(src, Mapping):
         return dict(src)
     path = epath.Path(hub.local_file(src))
-    if not path.exists():
-        raise errors.InputPathError(f"{what} {str(src)!r} does not exist; check the path (local, gs:// or hf://).")
-    if path.is_dir():
-        raise errors.InputPathError(f"{what} {str(src)!r} is a folder; give the .pt file inside it.")
+    with remote.reading(str(src), what):  # An unreachable bucket or a 403: one line naming the file.
+        if not path.exists():
+            raise errors.InputPathError(f"{what} {str(src)!r} does not exist; check the path (local, gs:// or hf://).")
+        if path.is_dir():
+            raise errors.InputPathError(f"{what} {str(src)!r} is a folder; give the .pt file inside it.")
+        data = path.read_bytes()
     try:
-        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:                                       # zip/pickle errors have many types
         # Only the exception's type: torch's text advises weights_only=False, which is not the fix here.
         raise CheckpointMismatchError(

@@ -21,7 +21,7 @@ import torch
 from etils import epath
 from torch import nn
 
-from rae_xla import errors, hub
+from rae_xla import errors, hub, remote
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Published processor values, used when a folder has no preprocessor_config.json (docs/reference.md §1.2).
@@ -197,11 +197,13 @@ def _localize(path: str) -> str:
     if os.path.exists(os.path.join(local, ".complete")):
         return local
     src = epath.Path(path)
-    if not src.is_dir():
-        raise errors.InputPathError(f"encoder folder {path!r} (rae.encoder_path) does not exist or is not a folder.")
-    os.makedirs(local, exist_ok=True)
-    for item in src.iterdir():
-        if item.is_file():
-            (epath.Path(local) / item.name).write_bytes(item.read_bytes())
+    with remote.reading(path, "rae.encoder_path"):  # An unreachable bucket: one line naming the folder.
+        if not src.is_dir():
+            raise errors.InputPathError(f"encoder folder {path!r} (rae.encoder_path) does not exist or is not a "
+                                        "folder.")
+        os.makedirs(local, exist_ok=True)
+        for item in src.iterdir():
+            if item.is_file():
+                (epath.Path(local) / item.name).write_bytes(item.read_bytes())
     open(os.path.join(local, ".complete"), "w").close()     # a half-copied folder is never reused
     return local
