@@ -158,3 +158,11 @@ def test_unreachable_gcs_bucket_is_one_line(config, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert lines[-1].startswith("FATAL") and "gs://my-bucket/tfds" in lines[-1] and "127.0.0.1:1" in lines[-1], lines
+
+
+def test_released_file_neither_cached_nor_reachable_is_one_line(tmp_path):
+    result = run_python(["-m", "rae_xla.main", "--config=configs/sample_fid.py", f"--workdir={tmp_path / 'w'}"],
+                        env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty_cache")}, check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[-1].startswith("FATAL") and "facebook/dinov2-with-registers-base" in lines[-1], lines[-1]
