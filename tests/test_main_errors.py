@@ -27,10 +27,12 @@ def _files(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:500])
     bad_stats = tmp_path / "stats.pt"
     torch.save({"std": torch.ones(64, 4, 4)}, bad_stats)
+    other_stats = tmp_path / "other_stats.pt"  # Statistics of a 32-channel 8x8 encoder; the quickstart's is 64x4x4.
+    torch.save({"var": torch.ones(32, 8, 8)}, other_stats)
     file = tmp_path / "afile"
     file.write_text("")
     return dict(text=text, other_model=other_model, truncated=truncated, bad_stats=bad_stats, file=file,
-                folder=tmp_path)
+                folder=tmp_path, other_stats=other_stats)
 
 
 # (name, arguments given f=files and w=a fresh workdir, kind, what the FATAL line must contain)
@@ -61,6 +63,8 @@ CASES = [
      "input", "decoder config '/nonexistent/config.json' (rae.decoder_config) not found"),
     ("stats with the wrong keys", lambda f, w: [QUICKSTART, f"--workdir={w}", f"--config.rae.stats={f['bad_stats']}"],
      "checkpoint", "stats.pt' must hold 'var'"),
+    ("stats of another encoder", lambda f, w: [QUICKSTART, f"--workdir={w}", f"--config.rae.stats={f['other_stats']}"],
+     "checkpoint", "does not broadcast to the latent shape (64, 4, 4)"),
     ("stage-2 init_from: not a checkpoint", lambda f, w: [QUICKSTART, f"--workdir={w}",
                                                           f"--config.train.init_from={f['text']}"],
      "config", "train.init_from: stage-2 checkpoint"),
@@ -113,3 +117,10 @@ def test_traceback_flag_shows_the_traceback_too(tmp_path):
                         check=False)
     assert result.returncode == 2 and "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("FATAL input error: config file 'configs/nope.py'")
+
+
+def test_evaluate_with_a_missing_samples_npz(tmp_path):
+    result = run_python(["-m", "rae_xla.main", "--config=configs/evaluate.py", f"--workdir={tmp_path / 'run'}",
+                         f"--config.eval.samples={tmp_path / 'none.npz'}",
+                         f"--config.eval.reference={tmp_path / 'none_either.npz'}"], check=False)
+    _check_one_fatal_line(result, "input", f"eval.samples='{tmp_path / 'none.npz'}' does not exist")

@@ -15,6 +15,7 @@ The Inception and the pairwise metrics run on the runtime's devices; the statist
 from __future__ import annotations
 
 import json
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -23,27 +24,58 @@ from absl import logging
 from etils import epath
 
 from rae_xla import config as config_lib
+from rae_xla import errors, remote
 from rae_xla.eval import adm, inception, npz_rows, recon
 
 
-def load_images(path: str) -> npz_rows.NpzRows:
+# Shapes of an ADM reference file's statistics: pool3 (FID, precision/recall) and the sFID spatial features.
+REFERENCE_SHAPES = {"mu": (2048,), "sigma": (2048, 2048), "mu_s": (2023,), "sigma_s": (2023, 2023)}
+
+
+def _open_npz_member(path: str, field: str, name: str = "arr_0") -> npz_rows.NpzRows:
+    """`name` of the npz at `path` as rows; a missing, unreachable or non-npz file is one InputPathError."""
+    with remote.reading(path, field):
+        if not epath.Path(path).exists():
+            raise errors.InputPathError(f"{field}={path!r} does not exist; give the .npz a sampling job wrote "
+                                        "(sample_fid, reconstruct, reference_stats), local or gs://")
+        try:
+            return npz_rows.NpzRows(path, name)
+        except (zipfile.BadZipFile, ValueError, OSError) as e:
+            raise errors.InputPathError(f"{field}={path!r} is not a readable .npz with {name} ({e}); give an "
+                                        "npz written by sample_fid, reconstruct or reference_stats") from e
+
+
+def load_images(path: str, field: str = "eval.samples") -> npz_rows.NpzRows:
     """arr_0 of an npz (local or gs://), uint8 (N, H, W, 3), read row by row as batches are needed."""
-    images = npz_rows.NpzRows(path, "arr_0")
+    images = _open_npz_member(path, field)
     if images.dtype != np.uint8 or len(images.shape) != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{path}: arr_0 must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        raise errors.InputPathError(f"{field}={path!r}: arr_0 must be uint8 (N, H, W, 3) images, got "
+                                    f"{images.dtype} {images.shape}; give an ADM-format sample or image npz")
     return images
 
 
-def load_reference(path: str) -> dict[str, Any]:
-    """The reference's statistics (when present) and its arr_0 as rows (when present)."""
-    with epath.Path(path).open("rb") as f:
-        with np.load(f) as npz:
-            files = npz.files
-            out: dict[str, Any] = {k: npz[k] for k in adm.REFERENCE_KEYS if k in files}
+def load_reference(path: str, field: str = "eval.reference") -> dict[str, Any]:
+    """The reference's statistics (when present, shapes checked) and its arr_0 as rows (when present)."""
+    with remote.reading(path, field):
+        if not epath.Path(path).exists():
+            raise errors.InputPathError(f"{field}={path!r} does not exist; give an ADM reference npz (e.g. "
+                                        "VIRTUAL_imagenet256_labeled.npz) or one written by reference_stats")
+        try:
+            with epath.Path(path).open("rb") as f:
+                with np.load(f) as npz:
+                    files = npz.files
+                    out: dict[str, Any] = {k: npz[k] for k in adm.REFERENCE_KEYS if k in files}
+        except (zipfile.BadZipFile, ValueError, OSError) as e:
+            raise errors.InputPathError(f"{field}={path!r} is not a readable .npz ({e})") from e
+    wrong = {k: v.shape for k, v in out.items() if tuple(v.shape) != REFERENCE_SHAPES[k]}
+    if wrong or (out and len(out) != len(REFERENCE_SHAPES)):
+        raise errors.InputPathError(f"{field}={path!r}: ADM statistics must be {REFERENCE_SHAPES}, got "
+                                    f"{ {k: v.shape for k, v in out.items()} }; give an ADM reference npz")
     if "arr_0" in files:
-        out["arr_0"] = load_images(path)
+        out["arr_0"] = load_images(path, field)
     if not out:
-        raise ValueError(f"{path} has neither statistics (mu, sigma, mu_s, sigma_s) nor images (arr_0)")
+        raise errors.InputPathError(f"{field}={path!r} has neither statistics (mu, sigma, mu_s, sigma_s) nor "
+                                    "images (arr_0); give an ADM reference npz")
     return out
 
 

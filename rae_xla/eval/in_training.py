@@ -37,7 +37,7 @@ class GenerationEval:
         if self._extractor is None:
             t = self.config.train
             self._extractor = inception.FeatureExtractor(self.runtime, t.eval_inception_weights)
-            reference = evaluate.load_reference(t.eval_reference)
+            reference = evaluate.load_reference(t.eval_reference, "train.eval_reference")
             if "mu" in reference:
                 self._reference = (reference["mu"], reference["sigma"])
             else:  # An image npz: its statistics once.

@@ -17,6 +17,10 @@ from rae_xla.models.encoders import FrozenEncoder, load_encoder
 from rae_xla.models.vit_decoder import ViTDecoder
 
 
+class LatentMismatchError(ValueError):
+    """The decoder or the latent statistics do not fit the encoder's latents (C, h, w): files of another RAE."""
+
+
 class RAE(nn.Module):
     """Args: encoder (FrozenEncoder), decoder (ViTDecoder whose in_channels = encoder width), noise_tau (0.8 for
     decoder training, 0 for inference), latent_mean (C,h,w)-broadcastable or None (the released DINOv2-B stats
@@ -34,7 +38,7 @@ class RAE(nn.Module):
             raise ValueError(f"encoder_precision={encoder_precision!r}: use 'fp32' or 'bf16'")
         self.encoder_precision = encoder_precision
         if decoder.decoder_embed.in_features != encoder.hidden_size:
-            raise ValueError(f"decoder expects {decoder.decoder_embed.in_features}-d latents but the encoder gives "
+            raise LatentMismatchError(f"decoder expects {decoder.decoder_embed.in_features}-d latents but the encoder gives "
                              f"{encoder.hidden_size}-d; build the decoder with in_channels={encoder.hidden_size}.")
         self.encoder, self.decoder = encoder, decoder
         self.noise_tau, self.eps = noise_tau, eps
@@ -51,7 +55,7 @@ class RAE(nn.Module):
         try:
             torch.broadcast_shapes(stat.shape, (1, *self.latent_shape))
         except RuntimeError as err:
-            raise ValueError(f"latent {name} of shape {tuple(stat.shape)} does not broadcast to the latent shape "
+            raise LatentMismatchError(f"latent {name} of shape {tuple(stat.shape)} does not broadcast to the latent shape "
                              f"{self.latent_shape}; were the stats computed for this encoder/resolution?") from err
         return stat.float()
 

@@ -11,22 +11,32 @@ import torch
 from absl import logging
 
 from rae_xla import config as config_lib
+from rae_xla import errors
 from rae_xla import flow
 from rae_xla.checkpoint import official
 from rae_xla.models import build_stage2_model
-from rae_xla.models.rae import RAE
+from rae_xla.models.rae import RAE, LatentMismatchError
 
 
 def build_rae(rae_cfg) -> RAE:
-    """The RAE of `config.rae` (a released name, released files, or 'random-tiny'), on the host, eval mode."""
-    if rae_cfg.name:  # rae_xla/released.py; validate() made sure no field contradicts it.
-        return RAE.from_pretrained(rae_cfg.name, root=rae_cfg.released_root, noise_tau=rae_cfg.noise_tau,
-                                   encoder_precision=rae_cfg.encoder_precision).eval()
-    return RAE.from_pretrained(
-        encoder=rae_cfg.encoder_path, encoder_kind=rae_cfg.encoder, decoder_config=rae_cfg.decoder_config,
-        decoder_weights=rae_cfg.decoder_weights or None, stats=rae_cfg.stats or None,
-        encoder_input_size=rae_cfg.encoder_input_size, decoder_patch_size=rae_cfg.decoder_patch_size,
-        noise_tau=rae_cfg.noise_tau, encoder_precision=rae_cfg.encoder_precision).eval()
+    """The RAE of `config.rae` (a released name, released files, or 'random-tiny'), on the host, eval mode.
+
+    Files that do not fit together (stats or a decoder of another encoder / resolution) are one CheckpointFileError.
+    """
+    try:
+        if rae_cfg.name:  # rae_xla/released.py; validate() made sure no field contradicts it.
+            return RAE.from_pretrained(rae_cfg.name, root=rae_cfg.released_root, noise_tau=rae_cfg.noise_tau,
+                                       encoder_precision=rae_cfg.encoder_precision).eval()
+        return RAE.from_pretrained(
+            encoder=rae_cfg.encoder_path, encoder_kind=rae_cfg.encoder, decoder_config=rae_cfg.decoder_config,
+            decoder_weights=rae_cfg.decoder_weights or None, stats=rae_cfg.stats or None,
+            encoder_input_size=rae_cfg.encoder_input_size, decoder_patch_size=rae_cfg.decoder_patch_size,
+            noise_tau=rae_cfg.noise_tau, encoder_precision=rae_cfg.encoder_precision).eval()
+    except LatentMismatchError as e:
+        raise errors.CheckpointFileError(
+            f"rae: {e} (rae.encoder_path={rae_cfg.encoder_path!r}, rae.encoder_input_size="
+            f"{rae_cfg.encoder_input_size}, rae.decoder_config={rae_cfg.decoder_config!r}, rae.stats="
+            f"{rae_cfg.stats!r}); use the stats and decoder made for this encoder and input size") from e
 
 
 def model_kwargs(model_cfg) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 number equals the ADM statistic of independently computed features; the sharded XLA path (4 devices) gives the
 same eval.json as eager CPU."""
 import json
+import re
 import os
 
 import numpy as np
@@ -102,3 +103,21 @@ def test_evaluate_cli_on_4_xla_devices_matches_cpu(files, inception_weights, ref
     for key in ("fid", "sfid", "inception_score"):
         assert xla[key] == pytest.approx(cpu[key], rel=1e-3), key
     assert (xla["precision"], xla["recall"]) == (cpu["precision"], cpu["recall"])
+
+
+def test_wrong_npz_inputs_are_input_errors_naming_the_field(tmp_path):
+    from rae_xla import errors
+    from rae_xla.eval import evaluate as evaluate_lib
+    np.savez(tmp_path / "floats.npz", arr_0=np.zeros((2, 8, 8, 3), np.float32))
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(10), sigma=np.zeros((10, 10)), mu_s=np.zeros(10),
+             sigma_s=np.zeros((10, 10)))
+    (tmp_path / "text.npz").write_text("not a zip")
+    cases = [(evaluate_lib.load_images, "floats.npz", "arr_0 must be uint8 (N, H, W, 3)"),
+             (evaluate_lib.load_images, "text.npz", "is not a readable .npz"),
+             (evaluate_lib.load_images, "missing.npz", "does not exist"),
+             (evaluate_lib.load_reference, "stats.npz", "ADM statistics must be"),
+             (evaluate_lib.load_reference, "text.npz", "is not a readable .npz")]
+    for load, name, needle in cases:
+        with pytest.raises(errors.InputPathError, match=re.escape(needle)) as info:
+            load(str(tmp_path / name))
+        assert str(info.value).startswith(("eval.samples=", "eval.reference=")), info.value
