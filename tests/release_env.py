@@ -48,17 +48,20 @@ def ditdh(prefix: str = "model") -> dict:
     return {f"{prefix}.{k}": v for k, v in DITDH.items()}
 
 
-def _put(cache: pathlib.Path, repo: str, files: dict[str, bytes]) -> None:
+def put_in_hf_cache(cache: pathlib.Path, repo: str, commit: str, files: dict[str, bytes],
+                    refs: dict[str, str]) -> None:
+    """Writes `files` into an HF cache as the hub client does: blobs by hash, snapshot symlinks, refs by name."""
     root = cache / f"models--{repo.replace('/', '--')}"
     for rel, data in files.items():
         blob = root / "blobs" / hashlib.sha256(data).hexdigest()
         blob.parent.mkdir(parents=True, exist_ok=True)
         blob.write_bytes(data)
-        link = root / "snapshots" / COMMIT / rel
+        link = root / "snapshots" / commit / rel
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(COMMIT)
+    for ref, target in refs.items():
+        (root / "refs").mkdir(parents=True, exist_ok=True)
+        (root / "refs" / ref).write_text(target)
 
 
 def _saved(obj) -> bytes:
@@ -130,8 +133,9 @@ def build(root: pathlib.Path) -> dict[str, str]:
     """Writes the offline environment under `root`; returns the environment variables that select it plus
     'DATA_DIR' (the value that replaces the placeholder `gs://YOUR_BUCKET/tfds`)."""
     cache = root / "hf" / "hub"
-    _put(cache, RELEASE_REPO, _release_files())
-    _put(cache, ENCODER_REPO, {p.name: p.read_bytes() for p in (golden.TINY / "dinov2_tiny").iterdir()})
+    put_in_hf_cache(cache, RELEASE_REPO, COMMIT, _release_files(), refs={"main": COMMIT})
+    put_in_hf_cache(cache, ENCODER_REPO, COMMIT, {p.name: p.read_bytes() for p in (golden.TINY / "dinov2_tiny").iterdir()},
+                    refs={"main": COMMIT})
     _torch_home(root / "torch")
     _imagenet(root / "tfds")
     return {"HF_HOME": str(root / "hf"), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",

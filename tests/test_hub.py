@@ -3,9 +3,6 @@
 The cache holds tiny files in the released formats (the golden official-format decoder, stats, DiT^DH state dict
 and a tiny DINOv2-with-registers folder), so the normal loaders are exercised end to end without network.
 """
-import hashlib
-import os
-import pathlib
 import shutil
 
 import pytest
@@ -17,26 +14,12 @@ from rae_xla.checkpoint import official
 from rae_xla.models import build_stage2_model, stage2_preset
 from rae_xla.models.rae import RAE
 from tests import golden
+from tests.release_env import put_in_hf_cache
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
 REPO = "test-org/RAE-collections"
 ENCODER_REPO = "test-org/dinov2-tiny"
-
-
-def _put(cache: pathlib.Path, repo: str, commit: str, files: dict[str, bytes], refs: dict[str, str]) -> None:
-    """Writes `files` into the cache as the hub client does: blobs by hash, snapshot symlinks, refs by name."""
-    root = cache / f"models--{repo.replace('/', '--')}"
-    for rel, data in files.items():
-        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.parent.mkdir(parents=True, exist_ok=True)
-        blob.write_bytes(data)
-        link = root / "snapshots" / commit / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    for ref, target in refs.items():
-        (root / "refs").mkdir(parents=True, exist_ok=True)
-        (root / "refs" / ref).write_text(target)
 
 
 @pytest.fixture(name="hf_cache")
@@ -51,10 +34,11 @@ def hf_cache_fixture(tmp_path, monkeypatch):
     stats_a = (tiny / "latent_stats.pt").read_bytes()
     stats_b_path = tmp_path / "stats_b.pt"
     torch.save({"var": torch.ones(32, 4, 4)}, stats_b_path)
-    _put(cache, REPO, COMMIT_A, {**files, "stats/tiny/stat.pt": stats_a}, refs={"v1": COMMIT_A})
-    _put(cache, REPO, COMMIT_B, {**files, "stats/tiny/stat.pt": stats_b_path.read_bytes()}, refs={"main": COMMIT_B})
+    put_in_hf_cache(cache, REPO, COMMIT_A, {**files, "stats/tiny/stat.pt": stats_a}, refs={"v1": COMMIT_A})
+    put_in_hf_cache(cache, REPO, COMMIT_B, {**files, "stats/tiny/stat.pt": stats_b_path.read_bytes()},
+                    refs={"main": COMMIT_B})
     encoder_files = {p.name: p.read_bytes() for p in (tiny / "dinov2_tiny").iterdir()}
-    _put(cache, ENCODER_REPO, COMMIT_A, encoder_files, refs={"main": COMMIT_A})
+    put_in_hf_cache(cache, ENCODER_REPO, COMMIT_A, encoder_files, refs={"main": COMMIT_A})
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return cache
