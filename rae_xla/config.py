@@ -9,14 +9,15 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import ml_collections
 from ml_collections import config_dict
 
-from rae_xla import errors
 from rae_xla.config_jobs import (eval_block, sampling_block, stage1_block, stats_block,  # noqa: F401 (re-exported)
                                 wandb_block)
+from rae_xla.errors import ConfigError  # noqa: F401 (re-exported: config_lib.ConfigError)
+from rae_xla.runtime.mesh import MESH_AXES, resolve_mesh, resolve_slice_mesh  # noqa: F401 (re-exported)
 
 # Job name -> module with `run(config, workdir, runtime)`. A literal dict a reader can grep (STYLE rule 11).
 JOBS = {
@@ -32,13 +33,6 @@ JOBS = {
     "quickstart": "rae_xla.quickstart",
 }
 BACKENDS = ("auto", "xla", "cuda", "cpu")
-MESH_AXES = ("data", "fsdp")
-
-
-class ConfigError(errors.UserError, ValueError):
-    """A mistake in the config: the message names the field and how to fix it (main.py: one FATAL line)."""
-
-    kind = "config"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,49 +308,6 @@ def _one_of(value: Any, choices: Iterable[Any], field: str) -> None:
         near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ConfigError(f"{field}={value!r} is not one of {list(choices)}{hint}")
-
-
-def resolve_mesh(mesh: Mapping[str, int], num_devices: int, num_slices: int = 1) -> dict[str, int]:
-    """The global ('data', 'fsdp') shape: `resolve_slice_mesh`'s ICI mesh with the slices stacked on 'data'."""
-    ici, dcn = resolve_slice_mesh(mesh, num_devices, num_slices)
-    return {axis: ici[axis] * dcn[axis] for axis in MESH_AXES}
-
-
-def resolve_slice_mesh(mesh: Mapping[str, int], num_devices: int, num_slices: int = 1
-                       ) -> tuple[dict[str, int], dict[str, int]]:
-    """(ICI mesh inside one slice, DCN mesh of slices), each {'data', 'fsdp'}; clear error if they do not fit.
-
-    `mesh.data`/`mesh.fsdp` (one may be -1: the remaining devices) describe one slice of
-    num_devices / num_slices devices; `mesh.dcn_data` (-1 or absent: num_slices) slices stack on 'data'.
-    Example: 2 slices of v5p-64 (32 chips each), mesh (data=1, fsdp=-1) -> ICI (1, 32), DCN (2, 1).
-    """
-    dcn_data = int(mesh.get("dcn_data", -1))
-    dcn_data = num_slices if dcn_data == -1 else dcn_data
-    _require(dcn_data == num_slices,
-             f"runtime.mesh.dcn_data={dcn_data} but the job has {num_slices} slice(s); every slice must be one "
-             f"'data' row: set --config.runtime.mesh.dcn_data=-1 (= the slice count)")
-    _require(num_devices % num_slices == 0, f"{num_devices} devices do not split into {num_slices} equal slices")
-    per_slice = num_devices // num_slices
-    shape = {axis: int(mesh[axis]) for axis in MESH_AXES}
-    free = [a for a, n in shape.items() if n == -1]
-    _require(len(free) <= 1, f"runtime.mesh={shape}: at most one axis may be -1 (take the remaining devices)")
-    fixed = 1
-    for axis, n in shape.items():
-        _require(n == -1 or n >= 1, f"runtime.mesh.{axis}={n} must be >= 1 or -1")
-        fixed *= 1 if n == -1 else n
-    where = f"{per_slice} devices per slice" if num_slices > 1 else f"{num_devices} devices"
-    if free:
-        _require(per_slice % fixed == 0,
-                 f"runtime.mesh={shape} cannot use {where}: {per_slice} is not divisible by {fixed}")
-        shape[free[0]] = per_slice // fixed
-    product = 1
-    for n in shape.values():
-        product *= n
-    available = f"{per_slice} are available per slice" if num_slices > 1 else f"{num_devices} are available"
-    _require(product == per_slice,
-             f"runtime.mesh={shape} has {product} devices but {available}; "
-             f"set one axis to -1, e.g. --config.runtime.mesh.fsdp=-1")
-    return shape, {"data": num_slices, "fsdp": 1}
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int | None = None,
