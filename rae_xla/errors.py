@@ -6,8 +6,8 @@ and prints
     FATAL <kind> error: <what> <where> <how to fix>
 
 then exits with code 2 (no traceback unless `--traceback`). Anything else is a bug and keeps its traceback.
-A job gets this for free: raise one of the classes below (or `rae_xla.config.ConfigError`, which is a
-`UserError` of kind 'config') where the input is first found to be wrong, with a message that names the input
+A job gets this for free: raise one of the classes below (`ConfigError`, kind 'config', is also importable as
+`rae_xla.config.ConfigError`) where the input is first found to be wrong, with a message that names the input
 (the config field or path) and the fix. Do not raise them for internal inconsistencies: those are bugs.
 
 Kinds (the word after FATAL): config (a config file, its argument or a field), input (a path that does not
@@ -22,6 +22,12 @@ class UserError(Exception):
     """Base class: a mistake in the user's input. `kind` is the word printed after FATAL."""
 
     kind = "input"
+
+
+class ConfigError(UserError, ValueError):
+    """A mistake in the config: the message names the field and how to fix it (main.py: one FATAL line)."""
+
+    kind = "config"
 
 
 class InputPathError(UserError, FileNotFoundError):

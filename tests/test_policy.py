@@ -131,11 +131,6 @@ def test_every_docs_citation_names_an_existing_section():
     assert seen > 80 and broken == []
 
 
-# TEMPORARY: the move of these two files into the rae_xla/config/ package (a parallel branch) re-points their
-# citations. Once it is merged the entries are stale, and the test below fails until they are deleted here.
-_PENDING_CONFIG_MOVE = ("rae_xla/config.py", "rae_xla/config_jobs.py")
-
-
 def _old_citations(path):
     return [f"{_rel(path)}:{i}" for i, line in enumerate(_source(path).splitlines(), 1) if _OLD_CITATION.search(line)]
 
@@ -143,9 +138,6 @@ def _old_citations(path):
 def test_nothing_cites_documents_outside_the_repository():
     """REFERENCE/XLA_NOTES/ECOSYSTEM/DESIGN/STYLE were developer documents that never shipped; their content is
     in docs/reference.md, docs/xla_notes.md, docs/ecosystem.md and docs/design.md (same section numbers)."""
-    exempt = {os.path.join("tests", "test_policy.py"), *_PENDING_CONFIG_MOVE}
-    offenders = [hit for p in _cited_files() if _rel(p) not in exempt for hit in _old_citations(p)]
+    offenders = [hit for p in _cited_files() if _rel(p) != os.path.join("tests", "test_policy.py")
+                 for hit in _old_citations(p)]
     assert offenders == []
-    stale = [name for name in _PENDING_CONFIG_MOVE
-             if not os.path.exists(os.path.join(REPO, name)) or not _old_citations(os.path.join(REPO, name))]
-    assert stale == [], f"remove {stale} from _PENDING_CONFIG_MOVE: they no longer cite the old documents"

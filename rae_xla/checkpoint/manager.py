@@ -43,6 +43,7 @@ META_FILE = "meta.json"
 DAMAGED_MARKER = "DAMAGED"
 FILES_KEY = "files"  # meta.json: {file name: {'bytes': n, 'crc32': c}} over every process's files.
 BANNER = "!" * 100
+ON_DAMAGED = ("fallback", "fail")  # What to do about a damaged newest checkpoint (config.train.on_damaged_checkpoint).
 
 
 class CheckpointManager:
@@ -63,8 +64,8 @@ class CheckpointManager:
         """runtime None: a read-only view for tools that only list checkpoints (e.g. export_decoder)."""
         if keep < 1:
             raise ValueError(f"checkpoint keep={keep} must be >= 1")
-        if on_damaged not in ("fallback", "fail"):
-            raise ValueError(f"on_damaged={on_damaged!r} must be 'fallback' or 'fail'")
+        if on_damaged not in ON_DAMAGED:
+            raise ValueError(f"on_damaged={on_damaged!r} must be one of {ON_DAMAGED}")
         self.directory = epath.Path(directory)
         self.runtime = runtime
         self.keep = keep

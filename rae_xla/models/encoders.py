@@ -29,6 +29,7 @@ DEFAULT_MEAN_STD = {"dinov2": (IMAGENET_MEAN, IMAGENET_STD), "mae": (IMAGENET_ME
                     "siglip2": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 RANDOM_TINY = "random-tiny"
 RANDOM_TINY_SEED = 0
+KINDS = tuple(DEFAULT_MEAN_STD)  # The encoders `load_encoder` builds (config.rae.encoder).
 
 
 class FrozenEncoder(nn.Module):

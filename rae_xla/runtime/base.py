@@ -14,6 +14,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
+# The values `config.runtime` may name (`rae_xla.config` validates against these).
+BACKENDS = ("auto", "xla", "cuda", "cpu")  # 'auto': rae_xla.runtime.detect_backend picks one of the others.
+PRECISIONS = ("fp32", "bf16")  # fp32, or bf16 autocast around the forward (master weights stay fp32).
+RNG_SOURCES = ("device", "host")  # Where training draws noise, times and label drops.
+
 
 class Runtime(abc.ABC):
     """One backend. Attributes are fixed after construction.

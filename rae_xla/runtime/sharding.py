@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping, Sequence
 
+STRATEGIES = ("fsdp", "replicate")  # config.runtime.param_sharding / encoder_sharding.
+
 PartitionSpec = tuple  # e.g. ('fsdp', None)
 
 

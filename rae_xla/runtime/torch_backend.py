@@ -16,8 +16,8 @@ from torch.distributed import checkpoint as dcp
 # The staging helpers of torch's own dcp.async_save: they understand FSDP2 DTensors (local shards only).
 from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_state_dict
 
-from rae_xla.config import resolve_mesh
 from rae_xla.runtime import dcp_storage
+from rae_xla.runtime.mesh import resolve_mesh
 from rae_xla.runtime import state as state_lib
 from rae_xla.runtime.base import Runtime, with_prepare
 from rae_xla.runtime.remat import apply_remat

@@ -26,7 +26,6 @@ from torch.distributed import checkpoint as dcp
 from torch_xla.experimental import distributed_checkpoint as xc
 from torch_xla.experimental.distributed_checkpoint import _helpers as xc_helpers
 
-from rae_xla.config import resolve_slice_mesh
 from rae_xla.runtime import dcp_storage, sharding, tpu_env, xla_capture
 from rae_xla.runtime import mesh as mesh_lib
 from rae_xla.runtime.remat import apply_remat
@@ -58,7 +57,7 @@ class XlaRuntime(Runtime):
         self.process_index = xr.process_index()
         self.process_count = xr.process_count()
         self.num_slices = mesh_lib.slice_count(xr.global_runtime_device_attributes())
-        ici, dcn = resolve_slice_mesh(cfg.mesh, self.num_devices, self.num_slices)
+        ici, dcn = mesh_lib.resolve_slice_mesh(cfg.mesh, self.num_devices, self.num_slices)
         self.mesh_shape = {axis: ici[axis] * dcn[axis] for axis in ici}
         self.mesh = mesh_lib.build_mesh(ici, dcn)
         xs.set_global_mesh(self.mesh)

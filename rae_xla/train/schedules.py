@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import ml_collections
 
-SCHEDULE_TYPES = ("constant", "linear", "cosine")
-UNITS = ("epoch", "step")
+from rae_xla.config.train import SCHEDULE_TYPES  # The types this module implements, declared with the config.
+from rae_xla.config.train import SCHEDULE_UNITS as UNITS
 
 
 def _warmup_factor(step: int, warmup_steps: int, warmup_from_zero: bool) -> float | None:
