@@ -17,6 +17,8 @@ missing dataset or split) are reported as config errors naming the `config.data.
 """
 from __future__ import annotations
 
+import socket
+
 
 class UserError(Exception):
     """Base class: a mistake in the user's input. `kind` is the word printed after FATAL."""
@@ -56,3 +58,41 @@ def fatal_line(error: UserError) -> str:
     """The single line printed for `error`; a multi-line message is joined with '; ' so it stays one line."""
     parts = [line.strip() for line in str(error).splitlines() if line.strip()]
     return f"FATAL {error.kind} error: {'; '.join(parts) or type(error).__name__}"
+
+
+def network_cause(error: BaseException) -> str | None:
+    """A one-phrase cause if `error` (or anything in its cause chain) is a network or storage-service failure.
+
+    Recognised: name resolution, refused/reset connections and timeouts (socket, aiohttp, requests, httpx),
+    HTTP 401/403/404 answers from GCS (gcsfs `HttpError`), and missing Google credentials. None otherwise, so
+    that bugs keep their traceback.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        cause = _describe(error)
+        if cause:
+            return cause
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _describe(error: BaseException) -> str | None:
+    name = type(error).__name__
+    module = type(error).__module__
+    if isinstance(error, socket.gaierror) or name == "ClientConnectorDNSError":
+        return f"a host name does not resolve ({error}): no network or DNS"
+    if name == "HttpError" and module.startswith("gcsfs"):
+        code = getattr(error, "code", None)
+        meaning = {401: "not authenticated (run `gcloud auth application-default login`)",
+                   403: "permission denied (the account has no access to this bucket or object)",
+                   404: "the bucket or object does not exist"}.get(code, f"HTTP {code}")
+        return f"GCS answered {meaning}"
+    if module.startswith("google.auth"):
+        return f"no usable Google credentials ({error}); run `gcloud auth application-default login`"
+    if module.startswith(("aiohttp", "requests", "httpx", "urllib3")) and isinstance(error, (OSError, Exception)):
+        if any(word in name for word in ("Connect", "Timeout", "Connection", "Proxy", "SSL")):
+            return f"the connection failed ({name}: {error})"
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return f"the connection failed ({type(error).__name__}: {error})"
+    return None

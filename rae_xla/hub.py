@@ -151,8 +151,7 @@ def probe(path: str, folder: bool = False) -> str | None:
     except hub_errors.RepositoryNotFoundError:
         return "the repository does not exist or is private (log in with `hf auth login`)"
     except Exception as e:  # noqa: BLE001  No network, DNS, proxy, 5xx: the cause is the answer.
-        from rae_xla import remote
-        cause = remote.network_cause(e) or f"{type(e).__name__}: {e}"
+        cause = errors.network_cause(e) or f"{type(e).__name__}: {e}"
         return f"not in the local Hugging Face cache and the Hub cannot be reached ({cause}); {fetch}"
 
 

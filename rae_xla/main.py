@@ -22,7 +22,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from rae_xla import config as config_lib
-from rae_xla import errors, remote
+from rae_xla import errors
 from rae_xla.runtime import make_runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file in configs/, optionally ':arg'.",
@@ -141,7 +141,7 @@ def main(argv):
         print(f"FATAL training error: {e}", file=sys.stderr)
         sys.exit(1)
     except Exception as e:  # noqa: BLE001  A network or storage failure outside a wrapped read: still one line.
-        cause = remote.network_cause(e)
+        cause = errors.network_cause(e)
         if cause is None:
             raise
         _fail(errors.InputPathError(f"a remote read or write failed: {cause}. Check the network and the gs:// / "

@@ -53,44 +53,6 @@ def gcs_unreachable() -> str | None:
     return _unreachable(*gcs_endpoint())
 
 
-def network_cause(error: BaseException) -> str | None:
-    """A one-phrase cause if `error` (or anything in its cause chain) is a network or storage-service failure.
-
-    Recognised: name resolution, refused/reset connections and timeouts (socket, aiohttp, requests, httpx),
-    HTTP 401/403/404 answers from GCS (gcsfs `HttpError`), and missing Google credentials. None otherwise, so
-    that bugs keep their traceback.
-    """
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        cause = _describe(error)
-        if cause:
-            return cause
-        error = error.__cause__ or error.__context__
-    return None
-
-
-def _describe(error: BaseException) -> str | None:
-    name = type(error).__name__
-    module = type(error).__module__
-    if isinstance(error, socket.gaierror) or name == "ClientConnectorDNSError":
-        return f"a host name does not resolve ({error}): no network or DNS"
-    if name == "HttpError" and module.startswith("gcsfs"):
-        code = getattr(error, "code", None)
-        meaning = {401: "not authenticated (run `gcloud auth application-default login`)",
-                   403: "permission denied (the account has no access to this bucket or object)",
-                   404: "the bucket or object does not exist"}.get(code, f"HTTP {code}")
-        return f"GCS answered {meaning}"
-    if module.startswith("google.auth"):
-        return f"no usable Google credentials ({error}); run `gcloud auth application-default login`"
-    if module.startswith(("aiohttp", "requests", "httpx", "urllib3")) and isinstance(error, (OSError, Exception)):
-        if any(word in name for word in ("Connect", "Timeout", "Connection", "Proxy", "SSL")):
-            return f"the connection failed ({name}: {error})"
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return f"the connection failed ({type(error).__name__}: {error})"
-    return None
-
-
 def is_remote(path: str) -> bool:
     return path.startswith("gs://") or hub.is_hub_path(path)
 
@@ -112,7 +74,7 @@ def probe(path: str, *, folder: bool = False) -> str | None:
             target = epath.Path(path)
             ok = target.is_dir() if folder else target.exists() and not target.is_dir()
         except Exception as e:  # noqa: BLE001  Any storage failure is the answer here, not a crash.
-            return network_cause(e) or f"{type(e).__name__}: {e}"
+            return errors.network_cause(e) or f"{type(e).__name__}: {e}"
         return None if ok else ("no such folder" if folder else "no such object")
     local = os.path.expanduser(path)
     if folder:
@@ -138,7 +100,7 @@ def reading(path: str, field: str) -> Iterator[None]:
     except errors.UserError:
         raise
     except Exception as e:
-        cause = network_cause(e)
+        cause = errors.network_cause(e)
         if cause is None:
             raise
         raise errors.InputPathError(f"{field}={path!r} cannot be read: {cause}. Check the path and access, or "

@@ -8,7 +8,11 @@ import ml_collections
 
 from rae_xla.config.checks import Placement, check_path, one_of, require
 from rae_xla.config.ranges import COUNT, at_least
-from rae_xla.sampling.labels import LABEL_MODES
+
+
+# The label orders of the sampling jobs (sampling/labels.py implements them and imports this list): declared here,
+# below the sampling package, so that the config does not import a job package.
+LABEL_MODES = ("equal", "random", "official")
 
 
 def sampling_block(**overrides: Any) -> ml_collections.ConfigDict:

@@ -18,7 +18,8 @@ import math
 import numpy as np
 import torch
 
-LABEL_MODES = ("equal", "random", "official")
+from rae_xla.config.sampling import LABEL_MODES
+
 
 
 def class_labels(mode: str, *, seed: int, num_samples: int, num_classes: int, official_world_size: int = 1,
