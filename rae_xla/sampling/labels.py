@@ -21,7 +21,6 @@ import torch
 from rae_xla.config.sampling import LABEL_MODES
 
 
-
 def class_labels(mode: str, *, seed: int, num_samples: int, num_classes: int, official_world_size: int = 1,
                  official_batch: int = 1) -> np.ndarray:
     """int64 (num_samples,) labels in sample-index order (see the module docstring for each mode)."""
