@@ -13,7 +13,9 @@ A job gets this for free: raise one of the classes below (`ConfigError`, kind 'c
 Kinds (the word after FATAL): config (a config file, its argument or a field), input (a path that does not
 exist or is the wrong kind of thing), checkpoint (a file that is not the checkpoint the field expects, or no
 intact checkpoint to resume from), workdir (cannot create or write the output directory). Data problems (a
-missing dataset or split) are reported as config errors naming the `config.data.*` field.
+missing dataset or split) are reported as config errors naming the `config.data.*` field. `network_cause`
+tells a network or storage-service failure (DNS, refused connection, GCS 401/403/404, no credentials) from a
+bug, so that rae_xla/remote.py and main.py can report it as one `input` line.
 """
 from __future__ import annotations
 
@@ -90,9 +92,9 @@ def _describe(error: BaseException) -> str | None:
         return f"GCS answered {meaning}"
     if module.startswith("google.auth"):
         return f"no usable Google credentials ({error}); run `gcloud auth application-default login`"
-    if module.startswith(("aiohttp", "requests", "httpx", "urllib3")) and isinstance(error, (OSError, Exception)):
-        if any(word in name for word in ("Connect", "Timeout", "Connection", "Proxy", "SSL")):
-            return f"the connection failed ({name}: {error})"
+    if module.startswith(("aiohttp", "requests", "httpx", "urllib3")) and any(
+            word in name for word in ("Connect", "Timeout", "Proxy", "SSL")):  # The HTTP clients' transport errors.
+        return f"the connection failed ({name}: {error})"
     if isinstance(error, (ConnectionError, TimeoutError)):
         return f"the connection failed ({type(error).__name__}: {error})"
     return None
