@@ -35,7 +35,7 @@ from etils.epath import backend as epath_backend
 from torch.distributed.checkpoint.api import CheckpointException
 
 from rae_xla import errors
-from rae_xla.checkpoint import integrity
+from rae_xla.checkpoint import integrity, write_errors
 from rae_xla.runtime.base import Runtime
 
 COMMIT_MARKER = "COMMITTED"
@@ -76,6 +76,7 @@ class CheckpointManager:
         self._group = (dist.new_group(backend="gloo")
                        if runtime is not None and runtime.process_count > 1 and dist.is_initialized() else None)
         self._thread: threading.Thread | None = None
+        write_errors.quiet_writer_thread_failures()
         self._error: BaseException | None = None
         self.last_save_seconds: dict[str, float] = {}  # {'blocking', 'total'} of the newest finished save.
 
@@ -146,6 +147,17 @@ class CheckpointManager:
             error, self._error = self._error, None
             raise error
 
+    def save_failed(self) -> bool:
+        """Whether a background save has ended with an error (not yet raised); a host check, never waits."""
+        return self._thread is not None and not self._thread.is_alive() and self._error is not None
+
+    def raise_if_failed(self) -> None:
+        """Re-raises the error of a background save that has already ended, without waiting for one in flight:
+        the training loop calls it every step (a host check, no device sync), so a full disk stops the run at the
+        next step with one line instead of at the next save."""
+        if self.save_failed():
+            self.wait_until_finished()
+
     def _write_in_background(self, *args) -> None:
         try:
             self._write_and_commit(*args)
@@ -155,8 +167,17 @@ class CheckpointManager:
     def _write_and_commit(self, step: int, path: epath.Path, state: dict[str, Any], meta: dict[str, Any],
                           started: float, blocking: float | None) -> None:
         recorder = integrity.FileRecorder()
-        self.runtime.save_state(str(path), state, threads=self.write_threads, recorder=recorder,
-                                process_group=self._group)
+        try:
+            self.runtime.save_state(str(path), state, threads=self.write_threads, recorder=recorder,
+                                    process_group=self._group)
+        # The storage refused the write: one line, the partial save removed. BaseException: DCP's
+        # CheckpointException derives from it (KeyboardInterrupt and the like are no refusal and pass on).
+        except BaseException as e:  # pylint: disable=broad-except
+            need = write_errors.state_bytes(state)
+            refused = write_errors.refusal(e, str(path), need)
+            if refused is None:
+                raise
+            raise self._refused_write(step, path, need, refused) from e
         records = self._gather(recorder.records)  # Returns once every process has written all its files.
         total = time.perf_counter() - started
         seconds = {"blocking": total if blocking is None else blocking, "total": total}
@@ -194,6 +215,22 @@ class CheckpointManager:
             if step < newest and not (path / COMMIT_MARKER).exists():
                 logging.warning("Deleting interrupted checkpoint %s (no %s marker).", path, COMMIT_MARKER)
                 path.rmtree()
+
+    def _refused_write(self, step: int, path: epath.Path, need: int, refused: str) -> errors.WorkdirError:
+        """The one-line error of a write the storage refused; the partial save (no COMMITTED marker, never
+        restored) is deleted to give the space back. Every process gets it: DCP reports one rank's failure to all."""
+        if self.runtime.is_main:
+            try:
+                path.rmtree()
+            except OSError as e:  # Best effort (a read-only mount cannot delete either); it is never restored.
+                logging.warning("Could not delete the partial checkpoint %s (%s).", path, e)
+        intact = self.latest_step()
+        newest = (f"the newest intact checkpoint is step {intact} ({self.directory / str(intact)}), which a rerun "
+                  "resumes from" if intact is not None else "there is no intact checkpoint yet")
+        return errors.WorkdirError(
+            f"writing checkpoint {path} (step {step}) failed: {refused}; the checkpoint needs about "
+            f"{need / 1e6:,.1f} MB; the partial save was removed and {newest}. Free space or give --workdir on "
+            f"storage that has it, then run the same command.")
 
     # --- Verifying and restoring -----------------------------------------------------------------------------------
 

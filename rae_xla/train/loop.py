@@ -133,6 +133,8 @@ class TrainLoop:
                     runtime.start_trace(str(epath.Path(self.workdir) / "profile" / f"host_{runtime.process_index}"))
                 sums = self.task.train_step(step, next(batches), sums)
                 step += 1
+                if runtime.process_count == 1:  # A failed background save stops the run now (a host check);
+                    self.checkpoints.raise_if_failed()  # several hosts agree on it in _agree, in lockstep.
                 if profile and step == min(profile[1], self.total_steps) and runtime.trace_active:
                     logging.info("Profile of steps %d..%d written to %s.", profile[0], step - 1, runtime.stop_trace())
                 log_now = step % t.log_every == 0 or step == self.total_steps
@@ -162,13 +164,15 @@ class TrainLoop:
             self.writer.close()
 
     def _agree(self, sigterm: bool, step: int) -> bool:
-        """One host collective: True if any process got SIGTERM; raises on every process if any saw a NaN;
-        updates the all-host total of replaced images. A host sees a NaN when its step closure has run, which
+        """One host collective: True if any process got SIGTERM; raises on every process if any saw a NaN or a
+        failed background checkpoint save; updates the all-host total of replaced images. A host sees a NaN when its step closure has run, which
         may be steps apart between hosts: raising only on the agreed sum keeps them in lockstep."""
         with self.lock:
             nonfinite_here = self.nonfinite_window is not None
-        sigterms, nonfinites, self.replaced_total = self.runtime.sum_over_processes(
-            [int(sigterm), int(nonfinite_here), self.replaced])
+        sigterms, nonfinites, self.replaced_total, failed_saves = self.runtime.sum_over_processes(
+            [int(sigterm), int(nonfinite_here), self.replaced, int(self.checkpoints.save_failed())])
+        if failed_saves:  # Every host's save fails together (DCP reports a failure to all ranks): each raises it.
+            self.checkpoints.wait_until_finished()
         if nonfinites:
             self.runtime.wait()  # Runs this host's pending step closures, which record the window.
             with self.lock:
