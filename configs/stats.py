@@ -22,7 +22,8 @@ def get_config(arg=None):
     config.seed = 0
     config.runtime = config_lib.runtime_block()
     if a.runlocal:
-        config.data = config_lib.data_block(source="synthetic", name="rae_synthetic", image_size=64, num_workers=0,
+        # Its own dataset name: the 64-image set never clashes with the quickstart's 1000-image cache.
+        config.data = config_lib.data_block(source="synthetic", name="rae_synthetic_64", image_size=64, num_workers=0,
                                             random_flip=False, synthetic_num_classes=10, synthetic_num_images=64)
         config.rae = config_lib.rae_block(encoder="dinov2", encoder_path="random-tiny", encoder_input_size=56,
                                           decoder_config="configs/decoder/tiny/config.json", decoder_patch_size=16)
