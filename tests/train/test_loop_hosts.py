@@ -23,8 +23,20 @@ class _TwoHosts:
 
 
 class _Checkpoints:
+    """This host's checkpoint manager: `failed` = its background save ended with an error (not yet raised)."""
+
+    def __init__(self, failed=False):
+        self.failed, self.raised = failed, 0
+
     def latest_step(self):
         return 30
+
+    def save_failed(self):
+        return self.failed
+
+    def wait_until_finished(self):
+        self.raised += 1
+        raise OSError("the save of this host failed")
 
 
 def _loop(runtime, replaced=2):
@@ -35,15 +47,15 @@ def _loop(runtime, replaced=2):
 
 
 def test_sigterm_on_another_host_stops_this_one_and_counters_are_summed():
-    runtime = _TwoHosts(other=[1, 0, 5])
+    runtime = _TwoHosts(other=[1, 0, 5, 0])
     loop = _loop(runtime)
     assert loop._agree(False, step=40) is True
-    assert runtime.calls == [[0, 0, 2]]  # One collective carries all three values.
+    assert runtime.calls == [[0, 0, 2, 0]]  # One collective carries all four values.
     assert loop.replaced_total == 7
 
 
 def test_a_nan_seen_by_another_host_stops_every_host_at_the_same_step():
-    runtime = _TwoHosts(other=[0, 1, 0])
+    runtime = _TwoHosts(other=[0, 1, 0, 0])
     loop = _loop(runtime)
     with pytest.raises(FloatingPointError, match="between steps 30 and 40"):
         loop._agree(False, step=40)
@@ -51,8 +63,15 @@ def test_a_nan_seen_by_another_host_stops_every_host_at_the_same_step():
 
 
 def test_nothing_to_agree_on():
-    loop = _loop(_TwoHosts(other=[0, 0, 0]))
+    loop = _loop(_TwoHosts(other=[0, 0, 0, 0]))
     assert loop._agree(False, step=3) is False and loop.replaced_total == 2
+
+
+def test_a_failed_background_save_on_another_host_stops_this_one_too():
+    loop = _loop(_TwoHosts(other=[0, 0, 0, 1]))  # This host's save has not failed (yet): it waits for its own.
+    with pytest.raises(OSError, match="the save of this host failed"):
+        loop._agree(False, step=40)
+    assert loop.checkpoints.raised == 1
 
 
 def test_profile_steps_write_a_trace_and_checks_every_n_steps(tmp_path):
