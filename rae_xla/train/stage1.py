@@ -145,8 +145,9 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
     # One function per (LPIPS on/off, phase); only those a run reaches are ever traced and compiled (at most 4,
     # each once: max_graphs=2 allows the compiler's separate first call when the optimizer state is still lazy).
     # XLA with runtime.capture_step: each is traced until two traces agree, then replayed without its Python
-    # (runtime/xla_capture.py; 9.0 s -> see docs/readme/stage1.md for the ViT-XL recipe's GAN step). Everything the
-    # three steps touch is their `state` (one list: what one phase does not read is pruned from its graph).
+    # (runtime/xla_capture.py; the ViT-XL recipe's GAN step: 9.0 s -> 0.23 s of host time per call, docs/readme/
+    # stage1.md). Everything the three steps touch is their `state` (one list: what a phase does not read is not
+    # an input of its graph).
     state = functools.partial(build.step_state, tuple(m for m in (rae, ema_decoder, disc, lpips) if m is not None),
                               (optimizer, disc_optimizer))
     step_fns = {(use_lpips, phase): runtime.compile_step(
