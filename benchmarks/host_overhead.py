@@ -11,9 +11,11 @@ and shrinks the widths, so the device work is negligible and what is left is the
   ... --profile=stage2_train   # cProfile of the step calls, top functions by cumulative time
 
 Reported per step kind (median over `--windows` windows of `--steps` steps each, after `--warmup`):
-  call_s: the step call (trace + graph hash + dispatch), wait_s: the following `runtime.wait()`, per step.
+  call_s: the step call (trace + graph hash + dispatch), wait_s: the following `runtime.wait()`, per step;
+  replays: calls of a captured step (runtime.capture_step, the default) that replayed its graph instead of
+  tracing (runtime/xla_capture.py: a lazy call, 2-3 traces, then replays; keep --warmup >= 3), '—' when traced.
 Steps are registered in STEP_BUILDERS (name -> builder(config, runtime) -> (step, state)). Stage-1 kinds need a
-stage-1 config:
+stage-1 config (add --config.runtime.capture_step=false for the re-traced numbers):
   PJRT_DEVICE=CPU CPU_NUM_DEVICES=4 python benchmarks/host_overhead.py --config=configs/decoder_xl.py \
       --step_kinds=stage1_train,stage1_recon
 """
@@ -119,7 +121,7 @@ def build_stage2_train(config, runtime):
         state["sums"] = training.step_fn(batches[step % 2], state["sums"])
 
     params = [p for p in runtime.unwrap(training.model).parameters() if p.requires_grad]
-    return run_one, {"parameter_tensors": len(params)}
+    return run_one, {"parameter_tensors": len(params), "step_fn": training.step_fn}
 
 
 def build_stage2_sample(config, runtime):
@@ -214,7 +216,7 @@ def build_stage1(config, runtime, *, phase: int):
         state["sums"] = step_fn(batches[step % 2], state["sums"])
 
     params = [p for m in (runtime.unwrap(training.decoder), training.disc) for p in m.parameters() if p.requires_grad]
-    return run_one, {"parameter_tensors": len(params)}
+    return run_one, {"parameter_tensors": len(params), "step_fn": step_fn}
 
 
 STEP_BUILDERS: dict[str, Callable] = {
@@ -281,7 +283,9 @@ def measure(config, kinds, *, warmup, windows, per_window, profile) -> list[dict
     try:
         for kind in kinds:
             run_one, info = STEP_BUILDERS[kind](config, runtime)
+            step_fn = info.pop("step_fn", None)
             timing = time_step(run_one, runtime, warmup=warmup, windows=windows, per_window=per_window)
+            timing["replays"] = getattr(step_fn, "replays", None)  # None: not a captured step.
             results.append({"step": kind, "num_devices": runtime.num_devices, "backend": runtime.kind, **info,
                             **timing})
             print(f"{kind}: {runtime.num_devices} device(s): call {timing['call_s']:.4f} s (CPU "
@@ -313,11 +317,13 @@ def run_children(device_counts, argv) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| step | devices | parameter tensors | call s/step (median) | call CPU s/step | wait s/step | graphs |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| step | devices | parameter tensors | call s/step (median) | call CPU s/step | wait s/step | graphs "
+             "| replays |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
+        replays = r.get("replays")
         lines.append(f"| {r['step']} | {r['num_devices']} | {r.get('parameter_tensors', '—')} | {r['call_s']:.4f} "
-                     f"| {r.get('call_cpu_s', float('nan')):.4f} | {r['wait_s']:.4f} | {r['graphs']} |")
+                     f"| {r.get('call_cpu_s', float('nan')):.4f} | {r['wait_s']:.4f} | {r['graphs']} "
+                     f"| {'—' if replays is None else replays} |")
     return "\n".join(lines)
 
 

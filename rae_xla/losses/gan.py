@@ -3,6 +3,10 @@
 All are pure tensor functions, traceable under XLA: no `.item()`, no data-dependent Python branches. Logits are
 any shape (the discriminator gives (B, heads*tokens)); `reduction` is 'mean' (the trainer's) or 'sum'.
 """
+from __future__ import annotations
+
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -44,7 +48,8 @@ G_LOSSES = {"vanilla": vanilla_g_loss}
 
 
 def adaptive_weight(recon_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer_weight: torch.Tensor,
-                    max_d_weight: float) -> torch.Tensor:
+                    max_d_weight: float, reduce_grad: Callable[[torch.Tensor], torch.Tensor] | None = None
+                    ) -> torch.Tensor:
     """lambda = clamp(||dL_rec/dW|| / (||dL_G/dW|| + 1e-6), 0, max_d_weight), detached (scalar).
 
     recon_loss: L1 + perceptual_weight * LPIPS (scalar); gan_loss: the generator loss (scalar); both must depend on
@@ -52,8 +57,12 @@ def adaptive_weight(recon_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer
     The two gradients are taken with `torch.autograd.grad(..., retain_graph=True)` inside the caller's graph
     (under XLA they are part of the compiled step); the caller's own backward of the total loss follows. Call it
     outside autocast, as the official trainer does (the norms are then computed in float32).
+    reduce_grad: applied to both gradients before the norms (torchrun: the average over processes, so that every
+    rank uses the global batch's gradients as XLA SPMD does; the official trainer uses each rank's own).
     """
     recon_grad, = torch.autograd.grad(recon_loss, last_layer_weight, retain_graph=True)
     gan_grad, = torch.autograd.grad(gan_loss, last_layer_weight, retain_graph=True)
+    if reduce_grad is not None:
+        recon_grad, gan_grad = reduce_grad(recon_grad), reduce_grad(gan_grad)
     weight = torch.linalg.vector_norm(recon_grad) / (torch.linalg.vector_norm(gan_grad) + ADAPTIVE_WEIGHT_EPS)
     return torch.clamp(weight, 0.0, max_d_weight).detach()

@@ -144,6 +144,14 @@ class _spectral_mode:
         if self.saved is not None:
             for module, mode in zip(self.heads.modules(), self.saved):
                 module.training = mode
+        # Each spectral-norm hook leaves its result (weight_orig / sigma) on the conv as a plain attribute until
+        # the next call recomputes it; nothing reads it in between (autograd keeps its own reference for the
+        # backward). Dropped here, so that a step leaves no tensors of its own on the module: a captured XLA step
+        # (runtime/xla_capture.py) would otherwise see 3 per head updated outside its state, and the lazy graph
+        # computes them as extra outputs. The `weight` key was never in the state dict (weight_orig is).
+        for module in self.heads.modules():
+            if "weight_orig" in module._parameters:
+                module.weight = None
 
 
 def build_discriminator(arch: Mapping, recipe=None) -> DinoDiscriminator:

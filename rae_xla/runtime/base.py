@@ -69,6 +69,13 @@ class Runtime(abc.ABC):
         step). Here `torch.zeros_like`, which keeps an FSDP2 DTensor's placement; XLA overrides it."""
         return torch.zeros_like(param)
 
+    def pin_replicated(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Keeps placed `tensors` whole on every device (XLA: an explicit replicated sharding; nothing elsewhere).
+        For small state a step updates in place (spectral-norm u, v): unannotated under XLA, it comes back from the
+        step's first graph with the layout the compiler propagated onto it, and the next call compiles another
+        graph (tests/losses/stage1_xla_check.py)."""
+        del tensors
+
     @abc.abstractmethod
     def device_batches(self, host_batches: Iterable[Mapping[str, torch.Tensor]]) -> Iterator[dict]:
         """Turns this process's slices of global batches (host tensors, batch dim first) into device batches,

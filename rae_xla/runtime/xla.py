@@ -104,6 +104,10 @@ class XlaRuntime(Runtime):
             torch_xla._XLAC._xla_mark_sharding(zeros, spec)
         return zeros
 
+    def pin_replicated(self, tensors: Iterable[torch.Tensor]) -> None:
+        for tensor in tensors:
+            xs.mark_sharding(tensor, self.mesh, (None,) * tensor.ndim)
+
     def _pin_activations(self, model: nn.Module) -> None:
         """Constrains outputs of the modules matching `activation_sharding` to the batch sharding."""
         if not self._cfg.activation_sharding:

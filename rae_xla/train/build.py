@@ -5,6 +5,7 @@ found while building (a latent/model mismatch, a checkpoint of another model) ra
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from rae_xla import flow
 from rae_xla.checkpoint import official
 from rae_xla.models import build_stage2_model
 from rae_xla.models.rae import RAE, LatentMismatchError
+from rae_xla.train.optimizer import ForeachAdamW
 
 
 def build_rae(rae_cfg) -> RAE:
@@ -85,3 +87,33 @@ def build_model(model_cfg, *, init_from: str, train_fixed_embeddings: bool) -> t
     if train_fixed_embeddings:
         module.requires_grad_(True)
     return module.eval()  # Label dropout is applied by the step (stage2_step.py), not by a train-mode forward.
+
+
+def step_state(modules: tuple[torch.nn.Module, ...], optimizers: tuple[torch.optim.Optimizer, ...]
+               ) -> list[torch.Tensor]:
+    """Every tensor a training step reads or updates besides its arguments, in a fixed order, each once (a
+    captured step's `state`, runtime/xla_capture.py): the modules' parameters and buffers (trainable, EMA, frozen
+    encoder / LPIPS / discriminator backbone), the optimizers' device state and the per-step scalars
+    `ForeachAdamW.prepare_step` uploads. Read at traces only: the per-tensor Python here never runs per step.
+    A tensor reachable twice (a module inside another one, as the RAE holds the stage-1 decoder) is listed once:
+    a replay then writes each updated tensor once."""
+    tensors, seen = [], set()
+
+    def add(t: torch.Tensor) -> None:
+        if id(t) not in seen:
+            seen.add(id(t))
+            tensors.append(t)
+
+    for module in modules:
+        for t in itertools.chain(module.parameters(), module.buffers()):
+            add(t)
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for v in optimizer.state.get(p, {}).values():
+                    if isinstance(v, torch.Tensor) and v.device.type != "cpu":
+                        add(v)
+        if isinstance(optimizer, ForeachAdamW):
+            for t in optimizer.step_scalar_tensors():
+                add(t)
+    return tensors

@@ -21,6 +21,7 @@ Deliberate differences from the official trainer (docs/reference.md §5.4, §5.7
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -143,9 +144,17 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
         average_disc_grads=average_disc_grads, settings=settings)
     # One function per (LPIPS on/off, phase); only those a run reaches are ever traced and compiled (at most 4,
     # each once: max_graphs=2 allows the compiler's separate first call when the optimizer state is still lazy).
+    # XLA with runtime.capture_step: each is traced until two traces agree, then replayed without its Python
+    # (runtime/xla_capture.py; the ViT-XL recipe's GAN step: 9.0 s -> 0.23 s of host time per call, docs/readme/
+    # stage1.md). Everything the three steps touch is their `state` (one list: what a phase does not read is not
+    # an input of its graph).
+    state = functools.partial(build.step_state, tuple(m for m in (rae, ema_decoder, disc, lpips) if m is not None),
+                              (optimizer, disc_optimizer))
     step_fns = {(use_lpips, phase): runtime.compile_step(
         step_lib.make_train_step(phase=phase, use_lpips=use_lpips, **common),
-        name=f"stage1_{step_lib.PHASE_NAMES[phase]}{'_lpips' if use_lpips else ''}", max_graphs=2)
+        name=f"stage1_{step_lib.PHASE_NAMES[phase]}{'_lpips' if use_lpips else ''}", max_graphs=2, state=state,
+        prepare=_prepare_hooks(runtime, (optimizer,) if phase == step_lib.RECON else
+                               (optimizer, disc_optimizer)))
         for use_lpips in ((False, True) if lpips is not None else (False,))
         for phase in (step_lib.RECON, step_lib.DISC, step_lib.GAN)}
     return Training(rae=rae, decoder=decoder, ema_decoder=ema_decoder, disc=disc, optimizer=optimizer,
@@ -167,6 +176,20 @@ def _init_adamw_state(optimizer: torch.optim.AdamW, runtime) -> None:
         for p in group["params"]:
             optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": runtime.zeros_like_param(p),
                                   "exp_avg_sq": runtime.zeros_like_param(p)}
+
+
+def _prepare_hooks(runtime, optimizers) -> tuple:
+    """XLA: each ForeachAdamW the phase steps puts this step's LR and bias corrections into device tensors before
+    the call (`prepare_step`), since Python numbers would be frozen into a captured step's replayed graph. Only
+    the optimizers the phase steps: prepare_step advances the step counter (the discriminator's starts at
+    disc_upd_start). With runtime.capture_step=False too: the lazy step is then the captured step's graph, re-traced
+    per call, so the two give the same numbers bit for bit (with Python numbers XLA compiles another graph for
+    the update, whose float32 rounding differs from step 2 on: measured 1e-7 relative on the loss). Eager backends
+    keep torch's step (Python numbers, no hooks)."""
+    if runtime.kind != "xla":
+        return ()
+    return tuple(functools.partial(o.prepare_step, replace_data=runtime.replace_data) for o in optimizers
+                 if isinstance(o, optimizer_lib.ForeachAdamW))
 
 
 def _to_step(start: float, unit: str, steps_per_epoch: int) -> int:
@@ -209,7 +232,9 @@ def _place_discriminator(runtime, disc: torch.nn.Module):
     and their gradients all-reduced after the backward, one flat buffer per step.
     """
     if runtime.kind == "xla":
-        return runtime.shard_model(disc), lambda: None
+        disc = runtime.shard_model(disc)
+        runtime.pin_replicated(disc.spectral_norm_buffers().values())  # One layout for u, v: one graph per phase.
+        return disc, lambda: None
     disc.to(runtime.device)
     if not _distributed_torch(runtime):
         return disc, lambda: None

@@ -100,7 +100,7 @@ def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
 
 def _adaptive_weight(recon_total: torch.Tensor, gan_loss: torch.Tensor, last_layer_weight: torch.Tensor,
                      max_d_weight: float, reduce_grad: Callable | None) -> torch.Tensor:
-    """gan.adaptive_weight; on torchrun (reduce_grad given) the same formula on the process-averaged gradients.
+    """gan.adaptive_weight (the one formula); on torchrun (reduce_grad given) on the process-averaged gradients.
 
     last_layer_weight: `decoder_pred.weight` as this step's forward used it. Under FSDP2 that is the root's
     all-gathered (unsharded) parameter: its gradient is this process's full (out, in) gradient, which reduce_grad
@@ -111,13 +111,7 @@ def _adaptive_weight(recon_total: torch.Tensor, gan_loss: torch.Tensor, last_lay
         raise RuntimeError("stage 1: decoder_pred.weight is still a sharded DTensor after the decoder's forward, so "
                            "the adaptive weight cannot differentiate it; the FSDP2 root (runtime.shard_model) must "
                            "keep its parameters unsharded between forward and backward (reshard_after_forward=None).")
-    if reduce_grad is None:
-        return gan.adaptive_weight(recon_total, gan_loss, last_layer_weight, max_d_weight)
-    recon_grad, = torch.autograd.grad(recon_total, last_layer_weight, retain_graph=True)
-    gan_grad, = torch.autograd.grad(gan_loss, last_layer_weight, retain_graph=True)
-    recon_grad, gan_grad = reduce_grad(recon_grad), reduce_grad(gan_grad)
-    weight = torch.linalg.vector_norm(recon_grad) / (torch.linalg.vector_norm(gan_grad) + gan.ADAPTIVE_WEIGHT_EPS)
-    return torch.clamp(weight, 0.0, max_d_weight).detach()
+    return gan.adaptive_weight(recon_total, gan_loss, last_layer_weight, max_d_weight, reduce_grad=reduce_grad)
 
 
 def make_train_step(*, phase: int, use_lpips: bool, rae: nn.Module, decoder: nn.Module,

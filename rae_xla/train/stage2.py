@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import dataclasses
 from typing import Any
 
@@ -109,7 +108,8 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
         model=model, params=params, ema_pairs=ema_lib.paired_parameters(ema_model, runtime.unwrap(model)),
         encode=rae.encode, optimizer=optimizer, autocast=lambda: runtime.autocast(config.runtime.precision),
         no_sync=_no_sync(model), settings=settings), name="stage2_step", max_graphs=2,
-        state=functools.partial(step_state, (runtime.unwrap(model), ema_model, rae), optimizer), prepare=prepare)
+        state=functools.partial(build.step_state, (runtime.unwrap(model), ema_model, rae), (optimizer,)),
+        prepare=prepare)
     try:
         lr_at = schedules.make_schedule(t.lr_schedule, steps_per_epoch)
     except ValueError as e:
@@ -120,20 +120,6 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
 
 # ---------------------------------------------------------------------------------------------------------------
 # Building blocks of the setup.
-
-
-def step_state(modules: tuple[torch.nn.Module, ...], optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    """Every tensor the step reads or updates besides its arguments, in a fixed order (a captured step's
-    `state`, runtime/xla_capture.py): the modules' parameters and buffers (model, EMA, frozen encoder), the
-    optimizer's device state and the per-step scalars `ForeachAdamW.prepare_step` uploads."""
-    tensors = [t for module in modules for t in itertools.chain(module.parameters(), module.buffers())]
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            tensors.extend(v for v in optimizer.state.get(p, {}).values()
-                           if isinstance(v, torch.Tensor) and v.device.type != "cpu")
-    if isinstance(optimizer, optimizer_lib.ForeachAdamW):
-        tensors.extend(optimizer.step_scalar_tensors())
-    return tensors
 
 
 def training_flops_per_image(config, rae: RAE) -> int:

@@ -1,5 +1,8 @@
 """Run by test_stage1.py under 4 virtual XLA devices: stage 1's AdamW moments (made at build time) have their
-parameter's sharding before and after a step. Prints one JSON line per check, then OK."""
+parameter's sharding before and after a step; then the step capture (runtime/xla_capture.py) refuses the
+reconstruction step when its state() misses the EMA it updates, and when it runs without its prepare hooks (the
+optimizer then bakes the per-step LR and bias corrections into the graph as Python numbers). Prints one JSON line
+per check, then OK."""
 import json
 import os
 import sys
@@ -11,6 +14,7 @@ import torch_xla  # noqa: E402
 
 from configs import quickstart  # noqa: E402
 from rae_xla.runtime import make_runtime  # noqa: E402
+from rae_xla.runtime.xla_capture import CaptureError, CapturedStep  # noqa: E402
 from rae_xla.train import loop, stage1  # noqa: E402
 from rae_xla.train import stage1_step as step_lib  # noqa: E402
 
@@ -43,11 +47,32 @@ def main():
     images = torch.randint(0, 256, (b, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     batch = next(iter(runtime.device_batches([{"image": images}])))
     sums = loop.zero_scalars(step_lib.SUM_KEYS, runtime.device)
+    captured = training.step_fns[(False, step_lib.RECON)]
+    assert isinstance(captured, CapturedStep), type(captured)  # runtime.capture_step is on by default.
     for step in range(2):
         runtime.seed(step)
-        sums = training.step_fns[(False, step_lib.RECON)](batch, sums)
+        sums = captured(batch, sums)
     runtime.wait()
     report("after_steps", layouts(training))
+
+    ema = {id(t) for t in training.ema_decoder.parameters()}
+    misuses = {  # The trainer's step function, captured wrongly; in this order (see below).
+        "undeclared_update": CapturedStep(captured.fn, state=lambda: [t for t in captured.state() if id(t) not in ema],
+                                          name="no_ema", prepare=captured.prepare),
+        "python_number": CapturedStep(captured.fn, state=captured.state, name="no_hooks")}
+    for name, step_fn in misuses.items():
+        error = ""
+        try:
+            for step in range(4):  # Lazy call, then traces: refused by the second trace at the latest.
+                loop.set_lr(training.optimizer, 1e-3 * (step + 1))  # A warm-up: the LR changes every step.
+                sums = step_fn(batch, sums)
+        except CaptureError as e:
+            error = str(e)
+        print(json.dumps({"check": name, "error": error, "ema_tensors": len(ema)}), flush=True)
+        # The first refusal comes after its trace: run that IR as a lazy step. The second comes after the capture
+        # dropped the trace's IR, leaving the state tensors without values (a refusal ends a run): last, no sync.
+        if name == "undeclared_update":
+            torch_xla.sync()
     print("OK")
 
 
