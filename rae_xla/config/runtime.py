@@ -35,9 +35,9 @@ def runtime_block(**overrides: Any) -> ml_collections.ConfigDict:
         # the CPU from (seed, step) and copied over — bitwise identical across backends (tests), slower.
         rng="device",
         strict=False,  # XLA: a recompile after warm-up or a host sync inside the step raises.
-        # XLA: after a lazy first call, trace the stage-2 training step until two traces agree, then replay its
-        # compiled graph without running its Python (the host cost per step drops from a full trace to a
-        # launch, ~44x on DiT^DH-XL's graph; runtime/xla_capture.py, issue 10). False: trace every call.
+        # XLA: after a lazy first call, trace the stage-2 training step and each stage-1 phase step until two
+        # traces agree, then replay the compiled graph without running its Python (host cost per call: ~44x less
+        # on DiT^DH-XL's stage-2 graph, ~39x on the stage-1 GAN step; runtime/xla_capture.py). False: trace every call.
         capture_step=True,
         torch_compile=False,  # cuda/cpu: wrap the step in torch.compile.
         # XLA on TPU: persistent compilation cache, a LOCAL dir on each host (a shared one still compiles per host,
