@@ -28,7 +28,7 @@ from rae_xla.runtime import make_runtime
 from rae_xla.sampling.engine import SampleEngine
 from rae_xla.sampling.models import SamplingModels, weak_model_block
 from rae_xla.sampling.noise import sample_noise
-from rae_xla.train import build
+from rae_xla import build
 
 import provenance
 

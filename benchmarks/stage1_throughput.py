@@ -25,6 +25,7 @@ import time
 import torch
 from absl import app, flags
 
+from rae_xla import build
 from rae_xla import config as config_lib
 from rae_xla.models.rae import RAE
 from rae_xla.models.vit_decoder import ViTDecoder
@@ -158,7 +159,7 @@ def planned_bytes(config, fsdp_sizes: list[int]) -> dict:
     with torch.device("meta"):
         decoder = stand_in_rae(config).decoder if config.rae.encoder == "dinov2" else None
         arch = dict(g.disc_arch, dino_ckpt_path="random")
-        disc = build_discriminator(arch, recipe=stage1._disc_recipe(g))
+        disc = build_discriminator(arch, recipe=build.disc_recipe(g))
     tensors = [(f"decoder.{n}", p.shape) for n, p in decoder.named_parameters()]
     tensors += [(f"disc.{n}", p.shape) for n, p in disc.named_parameters() if p.requires_grad]
     out = {}

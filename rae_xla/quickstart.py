@@ -27,7 +27,8 @@ from rae_xla import config as config_lib
 from rae_xla import data, export_decoder
 from rae_xla.eval import latent_stats, shape_classes
 from rae_xla.eval import recon as recon_metrics
-from rae_xla.train import build, stage1, stage2
+from rae_xla import build
+from rae_xla.train import stage1, stage2
 
 SUMMARY_FILE = "quickstart.json"
 
@@ -186,7 +187,7 @@ def psnr(images: np.ndarray, references: np.ndarray) -> float:
 
 
 def _grid_tiles(grid: np.ndarray, count: int) -> np.ndarray:
-    """The `count` square tiles of a `previews.save_grid` PNG (ceil(sqrt(count)) columns) -> (count, S, S, 3)."""
+    """The `count` square tiles of a `metrics.grids.save_grid` PNG (ceil(sqrt(count)) columns) -> (count, S, S, 3)."""
     cols = int(np.ceil(np.sqrt(count)))
     size = grid.shape[1] // cols
     return np.stack([grid[r * size:(r + 1) * size, c * size:(c + 1) * size] for r, c in

@@ -36,7 +36,7 @@ def as_shipped(config, data_dir):
     config = ml_collections.ConfigDict(config.to_dict())
     for key in config_lib.all_keys(config):
         parent, _, leaf = key.rpartition(".")
-        node = config_lib._get(config, parent) if parent else config
+        node = config_lib.get_field(config, parent) if parent else config
         if isinstance(node[leaf], str) and config_lib.PLACEHOLDER in node[leaf]:
             assert node[leaf] == f"gs://{config_lib.PLACEHOLDER}/tfds", f"a new placeholder field {key}: map it"
             node[leaf] = data_dir

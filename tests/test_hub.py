@@ -139,7 +139,7 @@ def test_registry_entries_are_consistent():
 def test_config_name_conflicts_are_config_errors():
     config = config_lib.rae_block(name="dinov2-b", stats="/tmp/other_stat.pt")
     with pytest.raises(config_lib.ConfigError, match="rae.name='dinov2-b' sets rae.stats"):
-        config_lib._check_released_rae_name(config)
-    config_lib._check_released_rae_name(config_lib.rae_block(name="dinov2-b"))  # defaults: no conflict
+        config_lib.check_released_rae_name(config)
+    config_lib.check_released_rae_name(config_lib.rae_block(name="dinov2-b"))  # defaults: no conflict
     with pytest.raises(config_lib.ConfigError, match="rae.name"):
-        config_lib._check_released_rae_name(config_lib.rae_block(name="dinov3-b"))
+        config_lib.check_released_rae_name(config_lib.rae_block(name="dinov3-b"))

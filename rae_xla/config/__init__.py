@@ -11,7 +11,7 @@ validation.py runs them in order. Everything configs/, tests and the library use
 """
 from __future__ import annotations
 
-import ml_collections  # noqa: F401 (re-exported: config_lib.ml_collections.ConfigDict in small tools)
+import ml_collections  # noqa: F401 (re-exported: config_lib.ml_collections.ConfigDict in eval/__main__.py)
 
 from rae_xla.config.args import parse_arg
 from rae_xla.config.checks import PLACEHOLDER
@@ -32,10 +32,6 @@ from rae_xla.config.validation import validate
 from rae_xla.errors import ConfigError
 from rae_xla.runtime.base import BACKENDS
 from rae_xla.runtime.mesh import MESH_AXES, resolve_mesh, resolve_slice_mesh
-
-# The private names tests have always used (tests/test_hub.py, tests/test_configs.py).
-_check_released_rae_name = check_released_rae_name
-_get = get_field
 
 __all__ = [
     "BACKENDS", "ConfigError", "JOBS", "MESH_AXES", "PLACEHOLDER", "all_keys", "check_released_rae_name",

@@ -60,14 +60,13 @@ class GenerationEval:
     @torch.no_grad()
     def __call__(self, model) -> dict[str, float]:
         from rae_xla import flow
-        from rae_xla.train import previews  # Deferred: the train package imports this module's users.
 
         extractor, (mu_ref, sigma_ref) = self._extractor_and_reference()
         s, classes = self.config.sample, self.config.model.num_classes
         images = []
         for inputs in self.runtime.device_batches(self._host_inputs()):
             latents = flow.sample(model, inputs["noise"], inputs["label"], method=s.method, num_steps=s.num_steps,
-                                  shift=self.alpha, guidance=previews.preview_guidance(s, classes),
+                                  shift=self.alpha, guidance=flow.guidance_from_config(s.guidance, null_label=classes),
                                   step_fn_wrapper=None if s.method in flow.ADAPTIVE_METHODS else
                                   lambda fn: self.runtime.compile_step(fn, name="eval_sample_step"))
             # uint8 as the official sampling scripts (clamp, x255, truncate); every process gets the global batch.

@@ -32,7 +32,7 @@ from etils import epath
 
 from rae_xla import config as config_lib
 from rae_xla import data
-from rae_xla.train import build
+from rae_xla import build
 
 EMA_MOMENTUM = 0.1  # Official LayerNormwStatistics / BatchNorm momentum.
 

@@ -35,6 +35,28 @@ class Guidance:
         return bool(np.float32(self.t_min) <= t32 <= np.float32(self.t_max))
 
 
+def guidance_from_config(guidance_cfg, *, null_label: int, weak_model=None) -> Optional[dict]:
+    """`sample`'s guidance argument for a `config.sample.guidance` block (method, scale, t_min, t_max); None when
+    off (method 'none', or scale <= 1: no guidance, as in the official scripts). The one reading of that block,
+    for the sampling jobs, training previews and in-training evaluation.
+
+    null_label: CFG's null class (num_classes). weak_model: autoguidance's second model; a caller without one
+    (previews, in-training FID) gets a ValueError rather than silently unguided samples.
+    """
+    g = guidance_cfg
+    if g.method == "none" or g.scale <= 1.0:
+        return None
+    out = dict(method=g.method, scale=g.scale, t_min=g.t_min, t_max=g.t_max)
+    if g.method == "cfg":
+        out["null_label"] = null_label
+    elif weak_model is None:
+        raise ValueError(f"sample.guidance.method={g.method!r} needs a second (weak) model, which this caller "
+                         "does not have; use 'cfg' or 'none'")
+    else:
+        out["model"] = weak_model
+    return out
+
+
 def parse_guidance(guidance, model=None, *, need_weak_model=True):
     """Validates a `guidance` dict → `Guidance`, or None when no guidance applies.
 

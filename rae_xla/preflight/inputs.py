@@ -12,13 +12,13 @@ import uuid
 from rae_xla import errors, hub, remote
 from rae_xla.config import PLACEHOLDER
 from rae_xla.eval.inception import WEIGHTS_FILE as INCEPTION_FILE
-from rae_xla.losses.lpips import VGG16_FILE, VGG16_URL
+from rae_xla.losses.lpips import VGG16_URL, torchvision_cache_path
 
 
 
 def _torch_hub_file(name: str) -> str:
-    """torch-fidelity's Inception weights and torchvision's VGG16 (LPIPS), when no path is configured, are read
-    from the torch hub cache ($TORCH_HOME/hub/checkpoints)."""
+    """torch-fidelity's Inception weights, when no path is configured, are read from the torch hub cache
+    ($TORCH_HOME/hub/checkpoints); LPIPS's VGG16 likewise (lpips.torchvision_cache_path)."""
     import torch
     return os.path.join(torch.hub.get_dir(), "checkpoints", name)
 
@@ -128,7 +128,7 @@ def check(config, workdir: str) -> Checks:
         if g.disc_arch.dino_ckpt_path != "random":
             checks.path("stage1.disc_arch.dino_ckpt_path", g.disc_arch.dino_ckpt_path)
         if g.perceptual_weight > 0 and not g.lpips_random_backbone:
-            vgg = g.lpips_vgg_path or _torch_hub_file(VGG16_FILE)
+            vgg = g.lpips_vgg_path or torchvision_cache_path()
             checks.path("stage1.lpips_vgg_path" if g.lpips_vgg_path else "stage1.lpips_vgg_path (torchvision cache)",
                         vgg, what=f"Download {VGG16_URL} there, or set "
                                   "--config.stage1.lpips_vgg_path")

@@ -6,17 +6,12 @@ import math
 
 import torch
 
+from rae_xla import build
 from rae_xla.models import build_stage2_model, flops
 from rae_xla.preflight import plan as plan_lib
 from rae_xla.preflight.devices import DevicePlan
 
 Plan = plan_lib.Plan
-
-
-def _model_kwargs(model_cfg) -> dict:
-    kwargs = model_cfg.to_dict()
-    kwargs.pop("arch")
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
 
 
 def _encoder_flops(rae_cfg) -> int | None:
@@ -61,10 +56,10 @@ def train_stage2(plan: Plan, config, devices: DevicePlan, mesh) -> None:
     plan_lib.add_batches(plan, "batch", t.global_batch_size, devices.num_devices, t.grad_accum_steps)
     _steps(plan, config, t.global_batch_size)
     with torch.device("meta"):
-        model = build_stage2_model(config.model.arch, **_model_kwargs(config.model))
+        model = build_stage2_model(config.model.arch, **build.model_kwargs(config.model))
     tensors = plan_lib.trainable_shapes(model)
     plan.add("model", f"{config.model.arch} {sum(math.prod(s) for _, s in tensors) / 1e6:,.1f} M trainable parameters")
-    model_flops = 3 * flops.stage2_forward_flops(config.model.arch, **_model_kwargs(config.model))
+    model_flops = 3 * flops.stage2_forward_flops(config.model.arch, **build.model_kwargs(config.model))
     encoder = _encoder_flops(config.rae)
     per_image = model_flops + (encoder or 0)
     plan.add("FLOPs", f"{plan_lib.flops_text(per_image)} per image (3 x model forward"
@@ -86,12 +81,11 @@ def train_stage1(plan: Plan, config, devices: DevicePlan, mesh) -> None:
         return
     hidden, patch = shape[0], shape[1]
     grid = r.encoder_input_size // patch
-    sizes = dict(config.stage1.disc_recipe)
     with torch.device("meta"):
         decoder = ViTDecoder.from_preset(r.decoder_config, in_channels=hidden, num_patches=grid ** 2,
                                          patch_size=r.decoder_patch_size)
         disc = build_discriminator(dict(config.stage1.disc_arch, dino_ckpt_path="random"),
-                                   recipe=sizes if sizes["depth"] > 0 else None)
+                                   recipe=build.disc_recipe(config.stage1))
     tensors = plan_lib.trainable_shapes(decoder, "decoder.") + plan_lib.trainable_shapes(disc, "disc.")
     count = lambda prefix: sum(math.prod(s) for n, s in tensors if n.startswith(prefix)) / 1e6  # noqa: E731
     plan.add("model", f"decoder {r.decoder_config} {count('decoder.'):,.1f} M + discriminator heads "
@@ -114,9 +108,9 @@ def sampling(plan: Plan, config, devices: DevicePlan, mesh) -> None:
     if config.job != "sample":
         plan.add("batches", f"{math.ceil(count / s.global_batch_size):,}")
     with torch.device("meta"):
-        model = build_stage2_model(config.model.arch, **_model_kwargs(config.model))
+        model = build_stage2_model(config.model.arch, **build.model_kwargs(config.model))
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    forward = flops.stage2_forward_flops(config.model.arch, **_model_kwargs(config.model))
+    forward = flops.stage2_forward_flops(config.model.arch, **build.model_kwargs(config.model))
     steps = sample.num_steps - 1
     per_step = forward * (2 if g.method == "cfg" else 1)
     plan.add("model", f"{config.model.arch} {params:,.1f} M parameters; ~{plan_lib.flops_text(steps * per_step)} per "

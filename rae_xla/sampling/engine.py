@@ -12,19 +12,6 @@ from rae_xla import flow
 from rae_xla.sampling.models import SamplingModels
 
 
-def guidance_dict(sample_cfg, models: SamplingModels):
-    """`flow.sample`'s guidance argument for `config.sample.guidance` (None when off)."""
-    g = sample_cfg.guidance
-    if g.method == "none" or g.scale <= 1.0:
-        return None
-    out = dict(method=g.method, scale=g.scale, t_min=g.t_min, t_max=g.t_max)
-    if g.method == "cfg":
-        out["null_label"] = models.num_classes  # The official null class (docs/reference.md §4.6).
-    else:
-        out["model"] = models.weak_model
-    return out
-
-
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) decoder output -> uint8 (B, H, W, 3) the official way: clamp to [0, 1], x255, truncate.
 
@@ -38,7 +25,8 @@ class SampleEngine:
 
     def __init__(self, runtime, models: SamplingModels, sample_cfg, precision: str):
         self.runtime, self.models, self.cfg, self.precision = runtime, models, sample_cfg, precision
-        self.guidance = guidance_dict(sample_cfg, models)
+        self.guidance = flow.guidance_from_config(sample_cfg.guidance, null_label=models.num_classes,
+                                                  weak_model=models.weak_model)
         self._decode = runtime.compile_step(self._decode_to_uint8, name="decode")
 
     def _decode_to_uint8(self, latents: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from rae_xla import flow
 from rae_xla.checkpoint import official
 from rae_xla.checkpoint.manager import CheckpointManager
 from rae_xla.models.rae import RAE
-from rae_xla.train import build
+from rae_xla import build
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from etils import epath
 from rae_xla import data, metrics
 from rae_xla.sampling.engine import to_uint8
 from rae_xla.sampling.shards import ShardStore
-from rae_xla.train import build
+from rae_xla import build
 
 
 def run(config, workdir: str, runtime) -> None:

@@ -22,7 +22,7 @@ from rae_xla.data.sampler import process_rows
 from rae_xla.sampling.engine import SampleEngine
 from rae_xla.sampling.models import load_sampling_models
 from rae_xla.sampling.noise import sample_noise
-from rae_xla.train.previews import save_grid
+from rae_xla.metrics.grids import save_grid
 
 
 def run(config, workdir: str, runtime) -> None:

@@ -29,7 +29,7 @@ from etils import epath
 from rae_xla import config as config_lib
 from rae_xla import data, metrics
 from rae_xla.checkpoint.manager import CheckpointManager
-from rae_xla.train import previews
+from rae_xla.metrics import grids
 from rae_xla.train.preemption import PreemptionWatcher
 
 
@@ -241,7 +241,7 @@ class TrainLoop:
         grids = self.task.preview(step)
         if self.runtime.is_main and grids:
             for name, images in grids.items():
-                previews.save_grid(images, epath.Path(self.workdir) / name / f"step_{step:08d}.png")
+                grids.save_grid(images, epath.Path(self.workdir) / name / f"step_{step:08d}.png")
             self.writer.write_images(step, grids)
 
     def _evaluate(self, step: int) -> None:

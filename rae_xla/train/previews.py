@@ -1,13 +1,8 @@
 """Sample grids during training: EMA model, fixed noise and labels, the configured sampler, RAE decoder."""
 from __future__ import annotations
 
-import io
-import math
-
 import numpy as np
 import torch
-from etils import epath
-from PIL import Image
 from torch import nn
 
 from rae_xla import flow
@@ -16,16 +11,10 @@ from rae_xla import flow
 def preview_guidance(sample_cfg, num_classes: int):
     """The `flow.sample` guidance dict for training previews (CFG only); None when off.
 
-    Autoguidance needs a second (weak) model, which previews do not have: `config.validate` refuses it, and this
-    raises rather than silently sampling without guidance. scale <= 1 is no guidance, as in the official scripts.
+    Autoguidance needs a second (weak) model, which previews do not have: `config.validate` refuses it, and
+    `flow.guidance_from_config` raises rather than silently sampling without guidance.
     """
-    g = sample_cfg.guidance
-    if g.method == "autoguidance":
-        raise ValueError("training previews cannot use sample.guidance.method='autoguidance' (no weak model); "
-                         "use 'cfg' or 'none'")
-    if g.method == "none" or g.scale <= 1.0:
-        return None
-    return dict(method="cfg", scale=g.scale, t_min=g.t_min, t_max=g.t_max, null_label=num_classes)
+    return flow.guidance_from_config(sample_cfg.guidance, null_label=num_classes)
 
 
 def preview_inputs(seed: int, count: int, latent_shape, num_classes: int) -> dict[str, torch.Tensor]:
@@ -51,18 +40,3 @@ def sample_images(runtime, model: nn.Module, decode, inputs: dict[str, torch.Ten
                           lambda fn: runtime.compile_step(fn, name="sample_step"))
     images = (decode(latents).clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1)
     return runtime.to_host(images).numpy()  # sync point: previews only, every sample_every steps.
-
-
-def save_grid(images: np.ndarray, path: epath.Path) -> None:
-    """Writes (N, H, W, 3) uint8 images as one PNG grid with ceil(sqrt(N)) columns (local or gs://)."""
-    n, h, w, _ = images.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
-    for i, image in enumerate(images):
-        r, c = divmod(i, cols)
-        grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
-    buffer = io.BytesIO()
-    Image.fromarray(grid).save(buffer, format="PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buffer.getvalue())

@@ -35,11 +35,12 @@ from rae_xla.losses.lpips import LPIPS
 from rae_xla.models import flops
 from rae_xla.models.discriminator import build_discriminator
 from rae_xla.models.rae import RAE
-from rae_xla.train import build
+from rae_xla import build
 from rae_xla.train import ema as ema_lib
 from rae_xla.train import loop, schedules
 from rae_xla.train import optimizer as optimizer_lib
 from rae_xla.train import stage1_step as step_lib
+from rae_xla.train import step_state
 
 
 def run(config, workdir: str, runtime) -> bool:
@@ -96,7 +97,7 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
     decoder_module = rae.decoder.train(False)  # No dropout in the decoder: eval == train.
     decoder_module.requires_grad_(True)  # Official: the whole decoder, position table included (§5.2).
     ema_module = ema_lib.init_ema(decoder_module)
-    disc_module = build_discriminator(dict(g.disc_arch), recipe=_disc_recipe(g)).eval()
+    disc_module = build_discriminator(dict(g.disc_arch), recipe=build.disc_recipe(g)).eval()
     lpips = _build_lpips(g) if g.perceptual_weight > 0 else None
     flops_per_image = training_flops_per_image(config, rae)
 
@@ -148,7 +149,7 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
     # (runtime/xla_capture.py; the ViT-XL recipe's GAN step: 9.0 s -> 0.23 s of host time per call, docs/readme/
     # stage1.md). Everything the three steps touch is their `state` (one list: what a phase does not read is not
     # an input of its graph).
-    state = functools.partial(build.step_state, tuple(m for m in (rae, ema_decoder, disc, lpips) if m is not None),
+    state = functools.partial(step_state.step_state, tuple(m for m in (rae, ema_decoder, disc, lpips) if m is not None),
                               (optimizer, disc_optimizer))
     step_fns = {(use_lpips, phase): runtime.compile_step(
         step_lib.make_train_step(phase=phase, use_lpips=use_lpips, **common),
@@ -194,12 +195,6 @@ def _prepare_hooks(runtime, optimizers) -> tuple:
 
 def _to_step(start: float, unit: str, steps_per_epoch: int) -> int:
     return int(round(start)) if unit == "step" else int(round(start * steps_per_epoch))
-
-
-def _disc_recipe(g) -> dict | None:
-    """stage1.disc_recipe as build_discriminator's recipe dict, or None (use disc_arch.recipe) when depth is 0."""
-    sizes = dict(g.disc_recipe)
-    return sizes if sizes["depth"] > 0 else None
 
 
 def _build_lpips(g) -> LPIPS:
@@ -255,12 +250,7 @@ def _place_discriminator(runtime, disc: torch.nn.Module):
 def training_flops_per_image(config, rae: RAE) -> int:
     """Decoder forward + backward (3x forward) plus one encoder forward, per image. The discriminator and LPIPS
     are not counted (MFU then under-reports in the GAN phases)."""
-    dec = rae.decoder
-    layer = dec.decoder_layers[0]
-    decoder = 3 * flops.vit_decoder_forward_flops(
-        hidden_size=dec.decoder_embed.out_features, num_layers=len(dec.decoder_layers),
-        intermediate_size=layer.intermediate.dense.out_features, in_channels=dec.decoder_embed.in_features,
-        num_patches=dec.num_patches, patch_size=dec.patch_size)
+    decoder = 3 * flops.vit_decoder_module_flops(rae.decoder)
     if config.rae.encoder != "dinov2" or not hasattr(rae.encoder, "hf_model"):
         return decoder  # Encoder FLOPs are tabulated for DINOv2 only; MFU then slightly under-reports.
     hf = rae.encoder.hf_model.config

@@ -22,10 +22,11 @@ from rae_xla import flow
 from rae_xla.eval import in_training
 from rae_xla.models import flops
 from rae_xla.models.rae import RAE
-from rae_xla.train import build
+from rae_xla import build
 from rae_xla.train import ema as ema_lib
 from rae_xla.train import loop, previews, schedules
 from rae_xla.train import optimizer as optimizer_lib
+from rae_xla.train import step_state
 from rae_xla.train.stage2_step import StepSettings, host_draws, make_train_step, zero_sums
 
 
@@ -108,7 +109,7 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
         model=model, params=params, ema_pairs=ema_lib.paired_parameters(ema_model, runtime.unwrap(model)),
         encode=rae.encode, optimizer=optimizer, autocast=lambda: runtime.autocast(config.runtime.precision),
         no_sync=_no_sync(model), settings=settings), name="stage2_step", max_graphs=2,
-        state=functools.partial(build.step_state, (runtime.unwrap(model), ema_model, rae), (optimizer,)),
+        state=functools.partial(step_state.step_state, (runtime.unwrap(model), ema_model, rae), (optimizer,)),
         prepare=prepare)
     try:
         lr_at = schedules.make_schedule(t.lr_schedule, steps_per_epoch)

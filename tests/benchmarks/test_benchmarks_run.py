@@ -11,7 +11,7 @@ import pytest
 
 from configs import quickstart
 from rae_xla.models import flops
-from rae_xla.train import build
+from rae_xla import build
 
 _POSITIVE = ("images_per_sec_per_device", "images_per_sec", "step_seconds", "first_step_seconds",
              "flops_per_image", "achieved_flops_per_sec_per_device", "bytes_per_device", "replicated_bytes",

@@ -6,7 +6,7 @@ import json
 
 from configs import quickstart
 from rae_xla.models.discriminator import build_discriminator
-from rae_xla.train import build
+from rae_xla import build
 
 
 def test_host_overhead_reports_both_step_kinds_with_fixed_graph_counts(run_python, tmp_path):

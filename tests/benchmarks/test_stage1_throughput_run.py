@@ -5,7 +5,7 @@ import math
 
 from configs import quickstart
 from rae_xla.models.discriminator import build_discriminator
-from rae_xla.train import build
+from rae_xla import build
 
 
 def test_stage1_throughput_reports_every_phase_and_the_state_sizes(run_python, tmp_path):

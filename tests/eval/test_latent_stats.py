@@ -71,7 +71,7 @@ def runs_fixture(tmp_path_factory):
 def _numpy_reference(data_dir):
     """Every image and its mirror encoded one at a time, eagerly; float64 numpy mean/var."""
     from rae_xla import data
-    from rae_xla.train import build
+    from rae_xla import build
     from configs import stats as stats_config
 
     config = stats_config.get_config("runlocal")

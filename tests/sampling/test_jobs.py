@@ -25,7 +25,7 @@ CONFIG = "configs/sample_tiny.py"
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     """stage2_model.pt files of the tiny main and weak models (random weights, fixed seeds)."""
-    from rae_xla.train import build
+    from rae_xla import build
     import importlib.util
     spec = importlib.util.spec_from_file_location("sample_tiny", os.path.join(REPO, CONFIG))
     module = importlib.util.module_from_spec(spec)
@@ -120,7 +120,7 @@ def test_sample_job_with_autoguidance_from_a_training_workdir(tmp_path, weights)
     from rae_xla.runtime import make_runtime
     train_dir = tmp_path / "train"
     runtime = make_runtime(config_lib.runtime_block(backend="cpu"))
-    from rae_xla.train import build
+    from rae_xla import build
     live = build.build_model(weights["config"].model, init_from="", train_fixed_embeddings=False)  # Other weights.
     ema = weights["module"]
     optimizer = torch.optim.AdamW(live.parameters())

@@ -226,7 +226,8 @@ def test_exported_decoder_loads_and_reproduces_the_trainers_reconstructions(tmp_
     # The trainer's last preview: originals (left half) and EMA reconstructions (right half) of 4 images.
     from configs import quickstart
     from rae_xla.runtime import make_runtime
-    from rae_xla.train import build, stage1
+    from rae_xla import build
+    from rae_xla.train import stage1
     config = quickstart.get_config("part=stage1,batch=8")
     rae = build.build_rae(config.rae)
     official.load_decoder(rae.decoder, str(out / "model.pt"))

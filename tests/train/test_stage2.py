@@ -167,7 +167,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, data_dir):
 def test_ema_is_decay_times_old_plus_rest_times_new(tmp_path, data_dir):
     sys.path.insert(0, REPO)
     from configs import quickstart
-    from rae_xla.train import build
+    from rae_xla import build
     workdir = tmp_path / "run"
     run_python(args(workdir, data_dir, 1, "--config.train.ema_decay=0.25", "--config.train.checkpoint_every=1"))
     config = quickstart.get_config("steps=1,batch=8")
@@ -189,7 +189,7 @@ def test_ema_is_decay_times_old_plus_rest_times_new(tmp_path, data_dir):
 def test_warm_start_from_a_released_format_checkpoint(tmp_path, data_dir):
     sys.path.insert(0, REPO)
     from configs import quickstart
-    from rae_xla.train import build
+    from rae_xla import build
     config = quickstart.get_config("steps=1,batch=8")
     torch.manual_seed(1234)  # Weights the trainer would never draw itself.
     released = build.build_model(config.model, init_from="", train_fixed_embeddings=False).state_dict()

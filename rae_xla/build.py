@@ -1,11 +1,11 @@
-"""Models from the config, shared by every job (stage-1 and stage-2 training, sampling, statistics).
+"""Models from the config, shared by every job (stage-1 and stage-2 training, sampling, statistics, preflight).
 
 Each builder returns a host module in eval mode; placing and sharding it is the runtime's job. Config mistakes
-found while building (a latent/model mismatch, a checkpoint of another model) raise `ConfigError` with the fix.
+found while building (a latent/model mismatch, a checkpoint of another model, files of another encoder) raise a
+`UserError` with the fix. It sits below the jobs (train, sampling, eval import it; it imports none of them).
 """
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import torch
@@ -17,7 +17,6 @@ from rae_xla import flow
 from rae_xla.checkpoint import official
 from rae_xla.models import build_stage2_model
 from rae_xla.models.rae import RAE, LatentMismatchError
-from rae_xla.train.optimizer import ForeachAdamW
 
 
 def build_rae(rae_cfg) -> RAE:
@@ -89,31 +88,7 @@ def build_model(model_cfg, *, init_from: str, train_fixed_embeddings: bool) -> t
     return module.eval()  # Label dropout is applied by the step (stage2_step.py), not by a train-mode forward.
 
 
-def step_state(modules: tuple[torch.nn.Module, ...], optimizers: tuple[torch.optim.Optimizer, ...]
-               ) -> list[torch.Tensor]:
-    """Every tensor a training step reads or updates besides its arguments, in a fixed order, each once (a
-    captured step's `state`, runtime/xla_capture.py): the modules' parameters and buffers (trainable, EMA, frozen
-    encoder / LPIPS / discriminator backbone), the optimizers' device state and the per-step scalars
-    `ForeachAdamW.prepare_step` uploads. Read at traces only: the per-tensor Python here never runs per step.
-    A tensor reachable twice (a module inside another one, as the RAE holds the stage-1 decoder) is listed once:
-    a replay then writes each updated tensor once."""
-    tensors, seen = [], set()
-
-    def add(t: torch.Tensor) -> None:
-        if id(t) not in seen:
-            seen.add(id(t))
-            tensors.append(t)
-
-    for module in modules:
-        for t in itertools.chain(module.parameters(), module.buffers()):
-            add(t)
-    for optimizer in optimizers:
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                for v in optimizer.state.get(p, {}).values():
-                    if isinstance(v, torch.Tensor) and v.device.type != "cpu":
-                        add(v)
-        if isinstance(optimizer, ForeachAdamW):
-            for t in optimizer.step_scalar_tensors():
-                add(t)
-    return tensors
+def disc_recipe(g) -> dict | None:
+    """stage1.disc_recipe as build_discriminator's recipe dict, or None (use disc_arch.recipe) when depth is 0."""
+    sizes = dict(g.disc_recipe)
+    return sizes if sizes["depth"] > 0 else None
