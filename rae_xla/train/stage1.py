@@ -154,7 +154,7 @@ def build_training(config, runtime, steps_per_epoch: int, *, rae: RAE | None = N
     step_fns = {(use_lpips, phase): runtime.compile_step(
         step_lib.make_train_step(phase=phase, use_lpips=use_lpips, **common),
         name=f"stage1_{step_lib.PHASE_NAMES[phase]}{'_lpips' if use_lpips else ''}", max_graphs=2, state=state,
-        prepare=_prepare_hooks(runtime, (optimizer,) if phase == step_lib.RECON else
+        prepare=optimizer_lib.prepare_hooks(runtime, (optimizer,) if phase == step_lib.RECON else
                                (optimizer, disc_optimizer)))
         for use_lpips in ((False, True) if lpips is not None else (False,))
         for phase in (step_lib.RECON, step_lib.DISC, step_lib.GAN)}
@@ -177,20 +177,6 @@ def _init_adamw_state(optimizer: torch.optim.AdamW, runtime) -> None:
         for p in group["params"]:
             optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": runtime.zeros_like_param(p),
                                   "exp_avg_sq": runtime.zeros_like_param(p)}
-
-
-def _prepare_hooks(runtime, optimizers) -> tuple:
-    """XLA: each ForeachAdamW the phase steps puts this step's LR and bias corrections into device tensors before
-    the call (`prepare_step`), since Python numbers would be frozen into a captured step's replayed graph. Only
-    the optimizers the phase steps: prepare_step advances the step counter (the discriminator's starts at
-    disc_upd_start). With runtime.capture_step=False too: the lazy step is then the captured step's graph, re-traced
-    per call, so the two give the same numbers bit for bit (with Python numbers XLA compiles another graph for
-    the update, whose float32 rounding differs from step 2 on: measured 1e-7 relative on the loss). Eager backends
-    keep torch's step (Python numbers, no hooks)."""
-    if runtime.kind != "xla":
-        return ()
-    return tuple(functools.partial(o.prepare_step, replace_data=runtime.replace_data) for o in optimizers
-                 if isinstance(o, optimizer_lib.ForeachAdamW))
 
 
 def _to_step(start: float, unit: str, steps_per_epoch: int) -> int:

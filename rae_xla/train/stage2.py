@@ -100,11 +100,7 @@ def build_training(config, runtime, steps_per_epoch: int, *, encoder_stand_in=No
         label_dropout=config.model.class_dropout_prob, grad_accum_steps=t.grad_accum_steps,
         clip_grad=t.clip_grad, ema_decay=t.ema_decay, precision=config.runtime.precision,
         host_rng=config.runtime.rng == "host")
-    # A captured step needs AdamW's per-step numbers as device tensors (prepare_step); the lazy path keeps the
-    # plain ForeachAdamW step (Python numbers, bit-identical to torch.optim.AdamW).
-    capture = runtime.kind == "xla" and config.runtime.capture_step
-    prepare = ((functools.partial(optimizer.prepare_step, replace_data=runtime.replace_data),)
-               if capture and isinstance(optimizer, optimizer_lib.ForeachAdamW) else ())
+    prepare = optimizer_lib.prepare_hooks(runtime, (optimizer,))  # XLA: AdamW's per-step numbers on the device.
     step_fn = runtime.compile_step(make_train_step(
         model=model, params=params, ema_pairs=ema_lib.paired_parameters(ema_model, runtime.unwrap(model)),
         encode=rae.encode, optimizer=optimizer, autocast=lambda: runtime.autocast(config.runtime.precision),
