@@ -238,11 +238,11 @@ class TrainLoop:
         self.checkpoints.save(step, self.task.state, meta=meta)
 
     def _preview(self, step: int) -> None:
-        grids = self.task.preview(step)
-        if self.runtime.is_main and grids:
-            for name, images in grids.items():
+        previews = self.task.preview(step)
+        if self.runtime.is_main and previews:
+            for name, images in previews.items():
                 grids.save_grid(images, epath.Path(self.workdir) / name / f"step_{step:08d}.png")
-            self.writer.write_images(step, grids)
+            self.writer.write_images(step, previews)
 
     def _evaluate(self, step: int) -> None:
         scalars = self.task.evaluate(step)  # Every process runs it (the work is sharded); process 0 writes.
